@@ -1,0 +1,74 @@
+"""The ``aed`` command line: a thin Typer layer over the core.
+
+Each subcommand lives in ``aedcli/commands/<name>.py`` and only parses options, calls the core and prints.
+Errors a user can fix (:class:`aedcli.errors.AedError`) become one red sentence and a non-zero exit code
+(2 for usage errors, 1 for failures); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from aedcli import __version__
+from aedcli.commands import register_commands
+from aedcli.errors import AedError
+
+app = typer.Typer(
+    name="aed",
+    help="Real-time video anomaly detection by adversarial knowledge distillation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aed {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+) -> None:
+    """Real-time video anomaly detection by adversarial knowledge distillation."""
+    if debug:
+        os.environ["AED_DEBUG"] = "1"
+
+
+register_commands(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``aed`` console script."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("AED_DEBUG") == "1"
+    try:
+        app(args=argv, standalone_mode=False)
+    except AedError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("[yellow]aborted[/]")
+        sys.exit(1)
+    except Exception as exc:
+        # Click's usage errors (unknown option, bad value) arrive here outside standalone mode; Typer may
+        # vendor Click, so recognise them by their interface rather than by class.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

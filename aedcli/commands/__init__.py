@@ -1,0 +1,15 @@
+"""The subcommands of ``aed``; each module defines one Typer command function."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register_commands(app: typer.Typer) -> None:
+    """Attach every subcommand to ``app`` (imports stay lazy inside each command body)."""
+    from aedcli.commands import bench, detect, distill, evaluate
+
+    app.command("distill")(distill.distill)
+    app.command("eval")(evaluate.eval_command)
+    app.command("detect")(detect.detect)
+    app.command("bench")(bench.bench)

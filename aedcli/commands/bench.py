@@ -1,0 +1,10 @@
+"""`aed bench` (not implemented yet)."""
+
+from __future__ import annotations
+
+from aedcli.errors import AedError
+
+
+def bench() -> None:
+    """Not implemented yet in this version: exits with status 1."""
+    raise AedError("'aed bench' is not implemented yet in this version; see the README for what works today.")
