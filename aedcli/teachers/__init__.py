@@ -1,0 +1,1 @@
+"""Object-centric teachers: they find objects, score them, and paint the maps the student learns from."""
