@@ -1,0 +1,134 @@
+"""What every dataset reader returns: :class:`Clip` (one video) and :class:`Dataset` (train and test clips).
+
+Clips are cheap descriptions: a path, a frame count and the frame labels. Frames and pixel masks are read only
+when :meth:`Clip.frames` / :meth:`Clip.masks` are iterated, one frame at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from aedcli.data import labels as gt
+from aedcli.errors import DatasetError
+from aedcli.video import iter_frames
+
+Split = Literal["train", "test"]
+
+MaskKind = Literal["folder", "mat", "npy"]
+"""How a clip's pixel masks are stored: ``folder`` = one image per frame (UCSD ``TestNNN_gt/*.bmp``, PNG),
+``mat`` = a MATLAB file with a ``volLabel`` cell (Avenue), ``npy`` = an ``(N, H, W)`` array (ShanghaiTech)."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One video of a dataset.
+
+    ``labels`` is ``(frame_count,) uint8`` with 1 for abnormal frames, or ``None`` when the clip has no
+    ground truth (training clips, unlabelled footage). ``masks_path`` and ``mask_kind`` locate optional
+    per-pixel ground truth.
+    """
+
+    name: str
+    split: Split
+    path: Path
+    frame_count: int
+    labels: np.ndarray | None = field(default=None, compare=False, repr=False)
+    masks_path: Path | None = None
+    mask_kind: MaskKind | None = None
+
+    def __post_init__(self) -> None:
+        if self.labels is not None:
+            # Clips are shared by every consumer of a dataset, so their labels are made read-only.
+            labels = np.array(self.labels, dtype=np.uint8)
+            labels.setflags(write=False)
+            object.__setattr__(self, "labels", labels)
+        if self.labels is not None and len(self.labels) != self.frame_count:
+            raise DatasetError(
+                f"the labels of video '{self.name}' ({self.path}) cover {len(self.labels)} frames but "
+                f"the video has {self.frame_count}; give exactly one label per frame."
+            )
+        if (self.masks_path is None) != (self.mask_kind is None):
+            raise ValueError("masks_path and mask_kind must be given together")
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def has_masks(self) -> bool:
+        return self.masks_path is not None
+
+    def frames(self, gray: bool | None = None) -> Iterator[np.ndarray]:
+        """Stream the clip's frames (``uint8``; ``gray`` as in :func:`aedcli.video.iter_frames`)."""
+        return iter_frames(self.path, gray=gray)
+
+    def masks(self) -> Iterator[np.ndarray] | None:
+        """Stream ``(H, W) bool`` pixel masks, one per frame, or return ``None`` when the clip has none."""
+        if self.masks_path is None:
+            return None
+        if self.mask_kind == "folder":
+            return gt.iter_mask_folder(self.masks_path)
+        if self.mask_kind == "mat":
+            return gt.iter_volume_label_mat(self.masks_path, video=self.name)
+        if self.mask_kind == "npy":
+            return gt.iter_pixel_mask_npy(self.masks_path, video=self.name)
+        raise ValueError(f"unknown mask kind {self.mask_kind!r}")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset: its normal training clips, its test clips, and how its frames look.
+
+    ``gray`` says whether the frames are natively grayscale (the student then takes one channel per frame);
+    ``fps`` is the recording rate, used when writing videos and converting times.
+    """
+
+    name: str
+    root: Path
+    train: list[Clip]
+    test: list[Clip]
+    gray: bool
+    fps: float
+
+    @property
+    def has_labels(self) -> bool:
+        """True when there are test clips and every one of them has frame labels."""
+        return bool(self.test) and all(c.has_labels for c in self.test)
+
+    @property
+    def has_masks(self) -> bool:
+        """True when there are test clips and every one of them has pixel masks."""
+        return bool(self.test) and all(c.has_masks for c in self.test)
+
+    def clip(self, name: str) -> Clip:
+        """The clip called ``name`` (test clips first, then training clips)."""
+        for c in (*self.test, *self.train):
+            if c.name == name:
+                return c
+        raise DatasetError(
+            f"dataset '{self.name}' at {self.root} has no video named '{name}'; check the name."
+        )
+
+    def require_labels(self) -> None:
+        """Raise a :class:`DatasetError` naming the test clips without frame labels, if there are any."""
+        if not self.test:
+            raise DatasetError(
+                f"dataset '{self.name}' at {self.root} has no test videos; add some under its test folder."
+            )
+        missing = [c.name for c in self.test if not c.has_labels]
+        if missing:
+            shown = ", ".join(f"'{n}'" for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            hint = (
+                "add labels/<video>.txt (one 0/1 per frame, or 'start end' lines, 1-based)"
+                if self.name in ("folder", "synthetic")
+                else "restore the dataset's ground-truth files"
+            )
+            raise DatasetError(
+                f"test videos {shown} of dataset '{self.name}' at {self.root} have no frame labels; "
+                f"{hint} to evaluate them."
+            )
