@@ -1,10 +1,146 @@
-"""`aed distill` (not implemented yet)."""
+"""`aed distill`: train a student from the teachers' maps on a dataset's normal training video.
+
+A thin layer over :func:`aedcli.distill.distill` (method.md section 4; Croitoru et al., arXiv 2211.15597).
+Teacher targets are made first when ``OUT/targets`` lacks any (``aedcli.teachers.pipeline``); then
+pre-training and distillation run with a checkpoint per epoch, and ``OUT/weights.pt`` is written with its
+threshold and provenance.
+
+    aed distill --dataset ped2 --root ~/data/ped2 --out runs/ped2 --variant fastaed-s --size 160x240 \\
+        --pretrain-epochs 5 --epochs 15 --batch 16
+    aed distill ... --resume                           # continue after the last finished epoch
+    torchrun --nproc_per_node 2 -m aedcli distill ...   # data-parallel on 2 processes (or GPUs)
+"""
 
 from __future__ import annotations
 
-from aedcli.errors import AedError
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from aedcli.errors import UsageError
 
 
-def distill() -> None:
-    """Not implemented yet in this version: exits with status 1."""
-    raise AedError("'aed distill' is not implemented yet in this version; see the README for what works today.")
+def distill(
+    dataset: str = typer.Option(
+        ...,
+        "--dataset",
+        metavar="NAME",
+        help="Dataset name: ped2, ped1, avenue, shanghaitech, folder or synthetic.",
+    ),
+    root: Path | None = typer.Option(
+        None, "--root", metavar="DIR", help="Dataset folder (default: $AED_DATA/<name>).", show_default=False
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        metavar="DIR",
+        help="Run folder: targets/, checkpoints/, history.json, loss.png and weights.pt go here.",
+    ),
+    variant: str = typer.Option(
+        "fastaed", "--variant", help="Student size: fastaed (the paper's), fastaed-s or fastaed-xs."
+    ),
+    size: str | None = typer.Option(
+        None,
+        "--size",
+        metavar="HxW",
+        help="Student input as height x width, e.g. 240x360 (default: the dataset's frame size).",
+        show_default=False,
+    ),
+    epochs: int = typer.Option(35, "--epochs", help="Distillation epochs."),
+    pretrain_epochs: int = typer.Option(35, "--pretrain-epochs", help="Reconstruction pre-training epochs."),
+    batch: int = typer.Option(48, "--batch", help="Frames per batch (per process under torchrun)."),
+    lr: float = typer.Option(
+        1e-4, "--lr", help="Adam learning rate of distillation (student and discriminators)."
+    ),
+    teachers: str | None = typer.Option(
+        None,
+        "--teachers",
+        metavar="A,B",
+        help="Comma-separated teachers to distil (default: the teacher pipeline's).",
+        show_default=False,
+    ),
+    no_adversarial: bool = typer.Option(
+        False, "--no-adversarial", help="Plain distillation: no discriminators, no adversarial loss."
+    ),
+    no_pretrain: bool = typer.Option(
+        False, "--no-pretrain", help="Skip reconstruction pre-training; distil from random initialisation."
+    ),
+    heads: str = typer.Option("s,m,l", "--heads", metavar="s,m,l", help="Scales in the distillation loss."),
+    val_videos: int = typer.Option(
+        2,
+        "--val-videos",
+        metavar="N",
+        help="Normal training videos held out for the validation loss and the threshold (0: none).",
+    ),
+    sigma: float = typer.Option(
+        3.0, "--sigma", metavar="FRAMES", help="Temporal smoothing stored with the weights and its threshold."
+    ),
+    percentile: float = typer.Option(
+        99.0, "--percentile", help="Percentile of smoothed normal scores used as the threshold."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out after its last epoch."),
+    workers: int = typer.Option(
+        1, "--workers", metavar="N", help="Worker processes for teacher targets and for data loading."
+    ),
+    device: str = typer.Option("cpu", "--device", metavar="cpu|cuda", help="Where to train."),
+    stage: str = typer.Option(
+        "all",
+        "--stage",
+        metavar="teachers|pretrain|distill|all",
+        help="Run only the teacher targets, only pre-training, only distillation (+ weights), or all.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed (initialisation and shuffling)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train a student: teacher targets, pre-training, adversarial distillation, weights with a threshold."""
+    from aedcli.data import load_dataset
+    from aedcli.distill import DistillConfig
+    from aedcli.distill import distill as run_distill
+
+    config = DistillConfig(
+        variant=variant,
+        size=parse_size(size) if size else None,
+        epochs_pretrain=pretrain_epochs,
+        epochs=epochs,
+        batch=batch,
+        lr=lr,
+        teachers=_names(teachers, "--teachers") if teachers else (),
+        heads=_names(heads, "--heads"),
+        no_adversarial=no_adversarial,
+        no_pretrain=no_pretrain,
+        val_videos=val_videos,
+        sigma=sigma,
+        percentile=percentile,
+        seed=seed,
+        num_workers=max(workers - 1, 0),
+        device=device,
+    )
+    data = load_dataset(dataset, root)
+    command = shlex.join(["aed", *sys.argv[1:]])
+    result = run_distill(
+        data, out, config, stage=stage, resume=resume, quiet=quiet, command=command, target_workers=workers
+    )
+    if result.weights is not None:
+        console = Console(stderr=True)
+        thr = result.threshold
+        console.print(f"weights: {result.weights}", highlight=False)
+        if thr is not None:
+            console.print(f"threshold {thr.value:.4f} ({thr.source})", highlight=False)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'240x360' -> (240, 360): height x width."""
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise UsageError(f"--size takes height x width in pixels such as 240x360, got {text!r}.")
+    return int(parts[0]), int(parts[1])
+
+
+def _names(text: str, option: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise UsageError(f"{option} needs at least one comma-separated name, got {text!r}.")
+    return names

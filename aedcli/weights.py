@@ -1,0 +1,184 @@
+"""The one weights-file format of ``aed``: a trained student and everything needed to use it.
+
+A weights file is ``torch.save`` of a plain dict holding only tensors and JSON-able values, so it loads with
+``torch.load(..., weights_only=True)`` and can never run code:
+
+- ``format`` / ``version``: ``"aed-student"`` and :data:`FORMAT_VERSION`;
+- ``state_dict``: the student's parameters and BatchNorm statistics (:class:`aedcli.student.Student`);
+- ``config``: the :class:`~aedcli.student.StudentConfig` as a dict, and ``variant`` (its name);
+- ``input``: the :class:`~aedcli.inputs.InputSpec` as a dict (size, channels, offset);
+- ``scoring``: ``{"sigma": ...}``, the temporal Gaussian of method.md section 5;
+- ``threshold``: :class:`aedcli.scoring.Threshold` as a dict (value, sigma, percentile, source), taken from
+  normal training video only, or None;
+- ``provenance``: dataset, command line, date, epochs, training time, hardware, metrics when known.
+
+(Croitoru et al., arXiv 2211.15597; the student is the only network needed at inference.)
+
+>>> save_weights("weights.pt", student, spec, sigma=7.0, threshold=thr, provenance={...})
+>>> loaded = load_weights("weights.pt")
+>>> loaded.model(x)        # eval mode
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aedcli.errors import WeightsError
+from aedcli.files import atomic_path
+from aedcli.inputs import InputSpec
+from aedcli.scoring import Threshold
+from aedcli.student import Student, StudentConfig
+
+FORMAT_TAG = "aed-student"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LoadedWeights:
+    """A student ready to run (eval mode) and what came with it."""
+
+    model: Student
+    config: StudentConfig
+    spec: InputSpec
+    sigma: float
+    threshold: Threshold | None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None
+    path: Path | None = None
+
+
+def save_weights(
+    path: str | Path,
+    model: Student,
+    spec: InputSpec,
+    *,
+    sigma: float,
+    threshold: Threshold | None = None,
+    provenance: dict[str, Any] | None = None,
+    variant: str | None = None,
+) -> Path:
+    """Write ``model`` and its metadata to ``path`` atomically; returns the path.
+
+    ``provenance`` must be JSON-able (checked here, so a bad value fails at save time, not when someone
+    loads the file).
+    """
+    if model.config.in_channels != spec.in_channels:
+        raise ValueError(
+            f"student expects {model.config.in_channels} input channels, the input spec {spec.in_channels}"
+        )
+    meta = {
+        "variant": variant,
+        "config": model.config.to_dict(),
+        "input": spec.to_dict(),
+        "scoring": {"sigma": float(sigma)},
+        "threshold": threshold.to_dict() if threshold is not None else None,
+        "provenance": provenance or {},
+    }
+    # JSON round trip: proves the metadata is plain data and turns tuples into lists.
+    meta = json.loads(json.dumps(meta))
+    payload = {
+        "format": FORMAT_TAG,
+        "version": FORMAT_VERSION,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        **meta,
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def read_weights_payload(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The raw dict of a weights file, refusing missing, corrupt, unsafe and foreign files (WeightsError)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file {path} does not exist; pass the weights.pt written by 'aed distill'."
+        )
+    try:
+        payload = torch.load(path, weights_only=True, map_location=map_location)
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses a class or function reference as "GLOBAL ..."; garbage bytes fail otherwise.
+        if "global" in str(exc).lower():
+            raise WeightsError(
+                f"weights file {path} holds pickled Python objects that could run code, so it was not "
+                "loaded; use a weights.pt written by 'aed distill'."
+            ) from None
+        raise _corrupt(path) from None
+    except Exception:
+        # Truncated zip (RuntimeError), empty file (EOFError), text or random bytes (KeyError, ...).
+        raise _corrupt(path) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_TAG:
+        raise WeightsError(
+            f"weights file {path} is not an aed student weights file (no '{FORMAT_TAG}' format tag); "
+            "pass a weights.pt written by 'aed distill'."
+        )
+    version = payload.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise WeightsError(
+            f"weights file {path} has format version {version!r}, newer than this aed reads "
+            f"({FORMAT_VERSION}); upgrade aed to load it."
+        )
+    return payload
+
+
+def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedWeights:
+    """Load a weights file written by :func:`save_weights`; the model is returned in eval mode.
+
+    Raises :class:`WeightsError` (one sentence naming the file) for a missing, truncated or corrupt file, a
+    file carrying pickled objects, or a file of another format or architecture.
+    """
+    path = Path(path)
+    payload = read_weights_payload(path, map_location)
+    try:
+        config = StudentConfig.from_dict(payload["config"])
+        spec = InputSpec.from_dict(payload["input"])
+        sigma = float(payload["scoring"]["sigma"])
+        threshold = Threshold.from_dict(payload["threshold"]) if payload.get("threshold") else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(
+            f"weights file {path} has an unreadable student config, input spec or threshold ({exc}); "
+            "re-export it with 'aed distill'."
+        ) from None
+    if config.in_channels != spec.in_channels:
+        raise WeightsError(
+            f"weights file {path} pairs a {config.in_channels}-channel student with a "
+            f"{spec.in_channels}-channel input spec; re-export it with 'aed distill'."
+        )
+    model = Student(config)
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise WeightsError(
+            f"weights file {path} has no state_dict; pass a weights.pt written by 'aed distill'."
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise WeightsError(
+            f"weights file {path} holds parameters that do not match its student config (another "
+            "architecture or a damaged file); pass a weights.pt written by 'aed distill'."
+        ) from None
+    model.to(map_location).eval()
+    return LoadedWeights(
+        model=model,
+        config=config,
+        spec=spec,
+        sigma=sigma,
+        threshold=threshold,
+        provenance=payload.get("provenance") or {},
+        variant=payload.get("variant"),
+        path=path,
+    )
+
+
+def _corrupt(path: Path) -> WeightsError:
+    return WeightsError(
+        f"weights file {path} is truncated or corrupt and cannot be read; copy it again or re-run "
+        "'aed distill'."
+    )
