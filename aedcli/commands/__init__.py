@@ -7,9 +7,11 @@ import typer
 
 def register_commands(app: typer.Typer) -> None:
     """Attach every subcommand to ``app`` (imports stay lazy inside each command body)."""
-    from aedcli.commands import bench, detect, distill, evaluate
+    from aedcli.commands import bench, detect, distill, evaluate, export, teach
 
+    app.command("teach")(teach.teach)
     app.command("distill")(distill.distill)
     app.command("eval")(evaluate.eval_command)
     app.command("detect")(detect.detect)
     app.command("bench")(bench.bench)
+    app.command("export")(export.export)

@@ -1,0 +1,132 @@
+"""`aed teach`: run the teacher stage alone - proposals, teacher training, scoring and target files.
+
+Everything lands under ``--out`` (see :mod:`aedcli.teachers.pipeline` for the layout); a second run reuses
+what is there, so an interrupted run is resumed by running the same command again.
+
+    aed teach --dataset ped2 --root ~/data/ped2 --out runs/ped2/targets --teachers a --workers 2
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from aedcli.errors import UsageError
+
+
+def teach(
+    dataset: str = typer.Option(
+        ...,
+        "--dataset",
+        metavar="NAME",
+        help="Dataset name: ped2, ped1, avenue, shanghaitech, folder or synthetic.",
+    ),
+    root: Path | None = typer.Option(
+        None, "--root", metavar="DIR", help="Dataset folder (default: $AED_DATA/<name>).", show_default=False
+    ),
+    out: Path = typer.Option(
+        ..., "--out", metavar="DIR", help="Folder for boxes, teachers and target files."
+    ),
+    teachers: str = typer.Option(
+        "a", "--teachers", metavar="a,b,flow", help="Comma-separated teachers to train and run."
+    ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, metavar="N", help="Processes for proposals and scoring."
+    ),
+    epochs: int | None = typer.Option(
+        None,
+        "--epochs",
+        min=1,
+        metavar="N",
+        help="Training epochs of each teacher (default: its own).",
+        show_default=False,
+    ),
+    normalisation: str = typer.Option(
+        "train",
+        "--normalisation",
+        metavar="train|per-video-minmax",
+        help="Scale object scores with statistics of all training objects ('train'), or per video "
+        "('per-video-minmax': uses each video's own range, only to compare with published code).",
+    ),
+    max_objects: int = typer.Option(
+        8000,
+        "--max-objects",
+        min=1,
+        metavar="N",
+        help="At most about this many training objects per teacher.",
+    ),
+    proposals: str = typer.Option(
+        "median",
+        "--proposals",
+        metavar="median|mog2|knn|detector",
+        help="How objects are found: background model (fixed cameras) or a local detector file.",
+    ),
+    detector: Path | None = typer.Option(
+        None,
+        "--detector",
+        metavar="FILE",
+        help="Local TorchScript (.pt) or ONNX (.onnx) detector for --proposals detector; never downloaded.",
+        show_default=False,
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Train the object-centric teachers on normal training video and write their target maps."""
+    from aedcli.data import load_dataset
+    from aedcli.teachers import parse_teachers
+    from aedcli.teachers.maps import NORMALISATIONS
+    from aedcli.teachers.pipeline import TeachConfig, ensure_targets
+    from aedcli.teachers.proposals import ProposalConfig
+
+    if normalisation not in NORMALISATIONS:
+        raise UsageError(
+            f"--normalisation '{normalisation}' is unknown; use one of {', '.join(NORMALISATIONS)}."
+        )
+    if detector is not None and proposals != "detector":
+        raise UsageError(
+            "--detector is only used with --proposals detector; add that option or drop --detector."
+        )
+    names = parse_teachers(teachers)
+    cfg = TeachConfig(
+        proposals=ProposalConfig(method=proposals, detector=str(detector) if detector else None),
+        max_train_objects=max_objects,
+    )
+    ds = load_dataset(dataset, root)
+    report = ensure_targets(
+        ds,
+        out,
+        names,
+        workers=workers,
+        normalisation=normalisation,
+        progress=not quiet,
+        epochs=epochs,
+        config=cfg,
+    )
+
+    console = Console()
+    trained = f"{report.train_objects} training objects" if report.train_objects else "no teacher trained"
+    console.print(
+        f"[bold]{ds.name}[/]: {report.clips} clips, {report.frames} frames; proposals "
+        f"{report.proposals_computed} computed, {report.proposals_cached} reused; {trained}; "
+        f"normalisation: {report.normalisation}"
+    )
+    table = Table(
+        "teacher", "fit", "clips scored", "clips reused", "targets written", "targets reused", "fps"
+    )
+    for name, tr in report.teachers.items():
+        seconds = tr.scoring_seconds + (report.proposal_seconds if report.proposal_frames else 0.0)
+        fps = f"{tr.frames_scored / seconds:.0f}" if tr.frames_scored and seconds > 0 else "-"
+        fit = f"trained {tr.fit_seconds:.0f} s" if tr.fitted else "reused"
+        table.add_row(
+            name,
+            fit,
+            str(tr.clips_scored),
+            str(tr.clips_cached),
+            str(tr.targets_written),
+            str(tr.targets_cached),
+            fps,
+        )
+    console.print(table)
+    console.print(f"targets: {Path(out) / '<teacher>' / '<split>' / '<clip>.npz'}")

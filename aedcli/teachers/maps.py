@@ -1,0 +1,263 @@
+"""From object scores to the student's targets: painted low-resolution maps, pooled to 1x1, 4x4 and 16x16.
+
+Method.md section 3: every box is painted with its object's score on a low-resolution grid (a cell takes the
+max over the boxes that overlap it, 0 elsewhere); the map volume of a clip is optionally smoothed with a
+small 3D mean filter over (time, height, width); adaptive max-pooling reduces each map to the three targets.
+Scores are scaled to [0, 1] before painting, by default with statistics of the whole training set
+(:class:`ScoreScaler`, ``train``): ``(score - lo) / (hi - lo)`` clipped, with ``lo`` and ``hi`` the min and
+max of the raw scores of all normal training objects (a min-max over the whole training set; other
+percentiles can be set, e.g. to resist training outliers). ``per-video-minmax`` (each clip's own min and
+max object score, as the paper's lab code does) is available as a labelled option only: it uses statistics
+of the very video being judged.
+
+Target file format (one per teacher and clip, ``<targets>/<teacher>/<split>/<clip>.npz``, version 1):
+
+==========  ===================  ========  ==================================================================
+array       shape                dtype     meaning
+==========  ===================  ========  ==================================================================
+``s1``      (N,)                 float32   1x1 target: max of the painted map of each frame
+``m4``      (N, 4, 4)            float32   4x4 target: adaptive max-pool of the painted map
+``l16``     (N, 16, 16)          float32   16x16 target: adaptive max-pool of the painted map
+``lowres``  (N, h, w)            float16   painted (and smoothed) map, h = ceil(H / cell), w = ceil(W / cell)
+``boxes``   (K, 6)               float32   rows [frame, x0, y0, x1, y1, score] in source pixels, scaled score
+``raw``     (K,)                 float32   the teacher's raw score of each box (before scaling)
+``meta``    ()                   str       JSON: format, version, teacher, normalisation, stats, source,
+                                           frame_size [H, W], grid [h, w], cell, smoothing
+==========  ===================  ========  ==================================================================
+
+N is the clip's frame count; frames without objects have all-zero maps. ``s1``, ``m4`` and ``l16`` all
+come from the same ``lowres`` map, so the max of each equals the max of ``lowres`` for every frame.
+
+>>> scaler = ScoreScaler.from_training(train_raw_scores)
+>>> targets = build_targets(rows, scaler.apply(raw), frame_count=180, frame_size=(240, 360))
+>>> save_targets(path, targets); load_targets(path).s1.shape   # (180,)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import uniform_filter
+
+from aedcli.errors import UsageError
+from aedcli.files import save_npz_atomic
+
+TARGETS_FORMAT = "aed-teacher-targets"
+TARGETS_VERSION = 1
+NORMALISATIONS = ("train", "per-video-minmax")
+DEFAULT_CELL = 8
+"""Grid cell size in source pixels: 240x360 frames -> 30x45 maps."""
+
+
+# --------------------------------------------------------------------------------------------------- scaling
+
+
+@dataclass(frozen=True)
+class ScoreScaler:
+    """Maps raw object scores to [0, 1]: ``clip((s - lo) / (hi - lo), 0, 1)``.
+
+    ``kind="train"``: lo/hi are the ``lo_percentile`` / ``hi_percentile`` of all normal training objects'
+    raw scores. ``kind="per-video-minmax"``: lo/hi are recomputed per clip by :meth:`for_clip`.
+    """
+
+    kind: str = "train"
+    lo: float = 0.0
+    hi: float = 1.0
+    lo_percentile: float = 0.0
+    hi_percentile: float = 100.0
+    train_objects: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in NORMALISATIONS:
+            raise UsageError(
+                f"--normalisation '{self.kind}' is unknown; use one of {', '.join(NORMALISATIONS)}."
+            )
+
+    @classmethod
+    def from_training(
+        cls, raw: np.ndarray, *, kind: str = "train", lo_percentile: float = 0.0, hi_percentile: float = 100.0
+    ) -> ScoreScaler:
+        raw = np.asarray(raw, np.float64).reshape(-1)
+        raw = raw[np.isfinite(raw)]
+        if raw.size == 0:
+            return cls(kind, 0.0, 1.0, lo_percentile, hi_percentile, 0)
+        lo, hi = np.percentile(raw, [lo_percentile, hi_percentile])
+        if hi - lo < 1e-6:
+            hi = lo + 1.0
+        return cls(kind, float(lo), float(hi), lo_percentile, hi_percentile, int(raw.size))
+
+    def for_clip(self, raw: np.ndarray) -> ScoreScaler:
+        """The scaler to use for one clip's raw scores (itself, or the clip's own min-max)."""
+        if self.kind != "per-video-minmax" or len(raw) == 0:
+            return self
+        lo, hi = float(np.min(raw)), float(np.max(raw))
+        return ScoreScaler(self.kind, lo, hi if hi - lo > 1e-6 else lo + 1.0, 0.0, 100.0, self.train_objects)
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        s = (np.asarray(raw, np.float64) - self.lo) / (self.hi - self.lo)
+        return np.clip(np.nan_to_num(s, nan=0.0), 0.0, 1.0).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScoreScaler:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+# -------------------------------------------------------------------------------------------------- painting
+
+
+def grid_shape(frame_size: tuple[int, int], cell: int = DEFAULT_CELL) -> tuple[int, int]:
+    """(h, w) of the painted map for frames of (H, W) pixels."""
+    return max(1, math.ceil(frame_size[0] / cell)), max(1, math.ceil(frame_size[1] / cell))
+
+
+def paint_boxes(
+    rows: np.ndarray, frame_count: int, frame_size: tuple[int, int], cell: int = DEFAULT_CELL
+) -> np.ndarray:
+    """Paint rows [frame, x0, y0, x1, y1, score] into (frame_count, h, w) float32 maps.
+
+    A cell takes the max score over the boxes that overlap it (any overlap); cells no box touches are 0.
+    """
+    h, w = grid_shape(frame_size, cell)
+    maps = np.zeros((frame_count, h, w), np.float32)
+    for f, x0, y0, x1, y1, s in np.asarray(rows, np.float64).reshape(-1, 6):
+        t = int(f)
+        if not 0 <= t < frame_count:
+            continue
+        c0, c1 = max(0, int(x0 // cell)), min(w, max(math.ceil(x1 / cell), int(x0 // cell) + 1))
+        r0, r1 = max(0, int(y0 // cell)), min(h, max(math.ceil(y1 / cell), int(y0 // cell) + 1))
+        if c1 > c0 and r1 > r0:
+            np.maximum(maps[t, r0:r1, c0:c1], s, out=maps[t, r0:r1, c0:c1])
+    return maps
+
+
+def smooth_maps(maps: np.ndarray, size: int = 3) -> np.ndarray:
+    """3D mean filter of a clip's (N, h, w) map volume over (time, h, w); ``size <= 1`` returns it as is.
+
+    Edges repeat the nearest value (a frame at the start of a clip is not darkened by missing neighbours).
+    """
+    if size <= 1 or maps.size == 0:
+        return maps.astype(np.float32)
+    return uniform_filter(maps.astype(np.float32), size=size, mode="nearest").astype(np.float32)
+
+
+def pool_targets(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, h, w) maps -> s1 (N,), m4 (N, 4, 4), l16 (N, 16, 16) float32 by adaptive max-pooling."""
+    x = torch.from_numpy(np.ascontiguousarray(maps, np.float32))[:, None]  # (N, 1, h, w)
+    if len(x) == 0:
+        return np.zeros(0, np.float32), np.zeros((0, 4, 4), np.float32), np.zeros((0, 16, 16), np.float32)
+    s1 = F.adaptive_max_pool2d(x, 1).reshape(-1)
+    m4 = F.adaptive_max_pool2d(x, 4)[:, 0]
+    l16 = F.adaptive_max_pool2d(x, 16)[:, 0]
+    return s1.numpy(), m4.numpy(), l16.numpy()
+
+
+# ---------------------------------------------------------------------------------------------------- targets
+
+
+@dataclass
+class Targets:
+    """One teacher's targets for one clip (see the module docstring for shapes)."""
+
+    s1: np.ndarray
+    m4: np.ndarray
+    l16: np.ndarray
+    lowres: np.ndarray
+    boxes: np.ndarray
+    raw: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.s1)
+
+    @property
+    def frame_scores(self) -> np.ndarray:
+        """The teacher's frame score: max of the painted map (equals s1)."""
+        return self.s1.astype(np.float32)
+
+
+def build_targets(
+    rows: np.ndarray,
+    raw: np.ndarray,
+    *,
+    frame_count: int,
+    frame_size: tuple[int, int],
+    scaler: ScoreScaler,
+    cell: int = DEFAULT_CELL,
+    smoothing: int = 3,
+    meta: dict[str, Any] | None = None,
+) -> Targets:
+    """Scale a clip's raw object scores, paint, smooth and pool them.
+
+    rows: (K, 5) [frame, x0, y0, x1, y1] boxes; raw: (K,) raw teacher scores of those boxes.
+    """
+    rows = np.asarray(rows, np.float32).reshape(-1, 5)
+    raw = np.asarray(raw, np.float32).reshape(-1)
+    clip_scaler = scaler.for_clip(raw)
+    scaled = clip_scaler.apply(raw)
+    boxes = np.hstack([rows, scaled[:, None]]).astype(np.float32)
+    lowres = smooth_maps(paint_boxes(boxes, frame_count, frame_size, cell), smoothing)
+    s1, m4, l16 = pool_targets(lowres)
+    info = {
+        "format": TARGETS_FORMAT,
+        "version": TARGETS_VERSION,
+        "normalisation": scaler.kind,
+        "stats": clip_scaler.to_dict(),
+        "frame_size": [int(frame_size[0]), int(frame_size[1])],
+        "grid": list(lowres.shape[1:]) if lowres.ndim == 3 else list(grid_shape(frame_size, cell)),
+        "cell": cell,
+        "smoothing": smoothing,
+        **(meta or {}),
+    }
+    return Targets(s1, m4, l16, lowres.astype(np.float16), boxes, raw, info)
+
+
+def save_targets(path: Path, targets: Targets) -> None:
+    """Write one target file atomically."""
+    save_npz_atomic(
+        path,
+        s1=targets.s1.astype(np.float32),
+        m4=targets.m4.astype(np.float32),
+        l16=targets.l16.astype(np.float32),
+        lowres=targets.lowres.astype(np.float16),
+        boxes=targets.boxes.astype(np.float32).reshape(-1, 6),
+        raw=targets.raw.astype(np.float32).reshape(-1),
+        meta=np.asarray(json.dumps(targets.meta, sort_keys=True)),
+    )
+
+
+class TargetsError(ValueError):
+    """A target file that is missing arrays, inconsistent or unreadable."""
+
+
+def load_targets(path: Path) -> Targets:
+    """Read a target file written by :func:`save_targets`; raises :class:`TargetsError` when it is broken."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            t = Targets(
+                s1=np.asarray(z["s1"], np.float32),
+                m4=np.asarray(z["m4"], np.float32),
+                l16=np.asarray(z["l16"], np.float32),
+                lowres=np.asarray(z["lowres"]),
+                boxes=np.asarray(z["boxes"], np.float32).reshape(-1, 6),
+                raw=np.asarray(z["raw"], np.float32) if "raw" in z.files else np.zeros(0, np.float32),
+                meta=json.loads(str(z["meta"])),
+            )
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise TargetsError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    n = len(t.s1)
+    if t.m4.shape != (n, 4, 4) or t.l16.shape != (n, 16, 16) or len(t.lowres) != n:
+        raise TargetsError(f"{path}: target arrays disagree on the frame count")
+    if t.meta.get("format") != TARGETS_FORMAT:
+        raise TargetsError(f"{path}: not a teacher target file")
+    return t

@@ -1,0 +1,257 @@
+"""The teacher stage end to end on the synthetic dataset: target files, resuming, edge cases, reading back."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from aedcli.data import load_dataset
+from aedcli.data.clips import Clip, Dataset
+from aedcli.errors import AedError, UsageError
+from aedcli.teachers import parse_teachers, teacher_class
+from aedcli.teachers import pipeline as pl
+from aedcli.teachers.appearance_motion import AppearanceMotionTeacher
+from aedcli.teachers.maps import load_targets
+from aedcli.teachers.pipeline import (
+    TEACHERS,
+    TargetPaths,
+    TeachConfig,
+    ensure_targets,
+    teacher_regions,
+    teacher_scores,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny networks gain nothing from threads; on a busy machine extra threads only spin."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+EPOCHS = 2
+CONFIG = TeachConfig(max_train_objects=400)
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> Dataset:
+    return load_dataset("synthetic")
+
+
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory, synthetic) -> tuple[Path, pl.TeachReport]:
+    out = tmp_path_factory.mktemp("targets")
+    report = ensure_targets(synthetic, out, ["a"], progress=False, epochs=EPOCHS, config=CONFIG)
+    return out, report
+
+
+def _copy_teacher(src: Path, dst: Path) -> None:
+    """Start a new targets folder from a trained teacher and cached boxes (skips the slow fit)."""
+    shutil.copytree(src / "boxes", dst / "boxes")
+    (dst / "a").mkdir(parents=True)
+    shutil.copy(src / "a" / "teacher.pt", dst / "a" / "teacher.pt")
+
+
+def _all(ds: Dataset) -> list[Clip]:
+    return [*ds.train, *ds.test]
+
+
+def test_every_clip_gets_a_target_file_with_the_contract_arrays(taught, synthetic) -> None:
+    out, report = taught
+    assert report.teachers["a"].fitted and report.train_objects > 100
+    assert report.teachers["a"].clips_scored == len(_all(synthetic))
+    for clip in _all(synthetic):
+        t = load_targets(TargetPaths(out).targets("a", clip.split, clip.name))
+        n = clip.frame_count
+        assert t.s1.shape == (n,) and t.m4.shape == (n, 4, 4) and t.l16.shape == (n, 16, 16)
+        assert t.lowres.shape == (n, 15, 20) and t.lowres.dtype == np.float16
+        assert t.boxes.shape[1] == 6 and len(t.boxes) == len(t.raw) > 0
+        assert t.s1.min() >= 0.0 and t.s1.max() <= 1.0
+        assert t.meta["teacher"] == "a" and t.meta["normalisation"] == "train"
+        assert t.meta["source"] == {"dataset": "synthetic", "split": clip.split, "clip": clip.name}
+        # the 1x1 target is the max of the painted map in every frame
+        np.testing.assert_allclose(t.s1, t.lowres.astype(np.float32).reshape(n, -1).max(1), atol=1e-3)
+    assert (out / "a" / "teacher.pt").exists() and (out / "a" / "scaler.json").exists()
+
+
+def test_training_objects_mostly_score_below_the_scaling_ceiling(taught, synthetic) -> None:
+    out, _ = taught
+    scaled = np.concatenate(
+        [load_targets(TargetPaths(out).targets("a", "train", c.name)).boxes[:, 5] for c in synthetic.train]
+    )
+    # lo/hi are the min/max of the training objects' scores: they span [0, 1] and only the maximum reaches 1
+    assert scaled.min() == pytest.approx(0.0) and scaled.max() == pytest.approx(1.0)
+    assert np.mean(scaled >= 1.0) <= 0.01
+    assert np.median(scaled) < 0.6
+
+
+def test_a_second_run_reuses_every_finished_step(taught, synthetic) -> None:
+    out, _ = taught
+    report = ensure_targets(synthetic, out, ["a"], progress=False, epochs=EPOCHS, config=CONFIG)
+    n = len(_all(synthetic))
+    tr = report.teachers["a"]
+    assert report.proposals_cached == n and report.proposals_computed == 0
+    assert not tr.fitted and tr.clips_cached == n and tr.clips_scored == 0
+    assert tr.targets_cached == n and tr.targets_written == 0
+
+
+def test_a_killed_run_resumes_without_redoing_finished_clips(
+    taught, synthetic, tmp_path, monkeypatch
+) -> None:
+    src, _ = taught
+    _copy_teacher(src, tmp_path)
+    real = pl._score_clip
+    scored: list[str] = []
+
+    def dying(teacher, clip, *args, **kwargs):
+        if len(scored) == 3:
+            raise KeyboardInterrupt  # the run is killed while scoring the fourth clip
+        scored.append(clip.name)
+        return real(teacher, clip, *args, **kwargs)
+
+    monkeypatch.setattr(pl, "_score_clip", dying)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_targets(synthetic, tmp_path, ["a"], progress=False, config=CONFIG)
+    assert len(list((tmp_path / "a" / "raw").rglob("*.npz"))) == 3
+    assert not list(tmp_path.rglob("*.tmp*"))  # nothing half-written
+
+    scored.clear()
+    monkeypatch.setattr(
+        pl,
+        "_score_clip",
+        lambda teacher, clip, *a, **k: (scored.append(clip.name), real(teacher, clip, *a, **k))[1],
+    )
+    report = ensure_targets(synthetic, tmp_path, ["a"], progress=False, config=CONFIG)
+    n = len(_all(synthetic))
+    assert len(scored) == n - 3 and report.teachers["a"].clips_cached == 3
+    assert not report.teachers["a"].fitted
+    # the resumed run gives the same targets as the uninterrupted one
+    for clip in _all(synthetic):
+        a = load_targets(TargetPaths(src).targets("a", clip.split, clip.name))
+        b = load_targets(TargetPaths(tmp_path).targets("a", clip.split, clip.name))
+        np.testing.assert_allclose(a.l16, b.l16, atol=1e-5)
+
+
+def test_parallel_workers_write_the_same_scores(taught, synthetic, tmp_path) -> None:
+    src, _ = taught
+    _copy_teacher(src, tmp_path)
+    report = ensure_targets(synthetic, tmp_path, ["a"], progress=False, workers=2, config=CONFIG)
+    assert report.teachers["a"].clips_scored == len(_all(synthetic))
+    for clip in synthetic.test:
+        a = load_targets(TargetPaths(src).targets("a", clip.split, clip.name))
+        b = load_targets(TargetPaths(tmp_path).targets("a", clip.split, clip.name))
+        np.testing.assert_allclose(a.raw, b.raw, rtol=1e-4, atol=1e-4)
+
+
+def test_a_corrupt_target_file_is_reported_and_written_again(taught, synthetic, tmp_path, caplog) -> None:
+    src, _ = taught
+    shutil.copytree(src, tmp_path / "t")
+    clip = synthetic.test[1]
+    path = TargetPaths(tmp_path / "t").targets("a", "test", clip.name)
+    path.write_bytes(path.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING, logger="aedcli"):
+        report = ensure_targets(synthetic, tmp_path / "t", ["a"], progress=False, config=CONFIG)
+    assert report.teachers["a"].targets_written == 1
+    assert any(str(path) in r.getMessage() and "corrupt" in r.getMessage() for r in caplog.records)
+    assert len(load_targets(path)) == clip.frame_count
+
+
+def _still_clip(folder: Path, n: int = 16) -> Clip:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    scene = cv2.GaussianBlur(rng.integers(0, 255, (120, 160), dtype=np.uint8), (9, 9), 0)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), scene)
+    return Clip(name="still", split="test", path=folder, frame_count=n, labels=np.zeros(n, np.uint8))
+
+
+def test_a_video_with_nothing_moving_gets_all_zero_maps(taught, synthetic, tmp_path) -> None:
+    src, _ = taught
+    _copy_teacher(src, tmp_path / "t")
+    still = _still_clip(tmp_path / "still")
+    ds = Dataset("mixed", tmp_path, train=list(synthetic.train), test=[still], gray=True, fps=25.0)
+    ensure_targets(ds, tmp_path / "t", ["a"], progress=False, config=CONFIG)
+    t = load_targets(TargetPaths(tmp_path / "t").targets("a", "test", "still"))
+    assert len(t) == 16 and len(t.boxes) == 0
+    assert not t.s1.any() and not t.m4.any() and not t.l16.any() and not t.lowres.any()
+    np.testing.assert_array_equal(teacher_scores(ds, tmp_path / "t", "a")["still"], np.zeros(16))
+
+
+def test_teacher_scores_are_the_maximum_of_each_frames_map(taught, synthetic) -> None:
+    out, _ = taught
+    scores = teacher_scores(synthetic, out, "a")
+    regions = teacher_regions(synthetic, out, "a")
+    assert set(scores) == set(regions) == {c.name for c in synthetic.test}
+    for clip in synthetic.test:
+        t = load_targets(TargetPaths(out).targets("a", "test", clip.name))
+        assert scores[clip.name].shape == (clip.frame_count,)
+        np.testing.assert_allclose(scores[clip.name], t.lowres.astype(np.float32).reshape(len(t), -1).max(1))
+        np.testing.assert_array_equal(regions[clip.name], t.boxes)
+
+
+def test_combined_teachers_average_the_teachers_maps(taught, synthetic, tmp_path) -> None:
+    src, _ = taught
+    shutil.copytree(src, tmp_path / "t")
+    # a second teacher whose maps are exactly half of teacher a's
+    for clip in synthetic.test:
+        t = load_targets(TargetPaths(src).targets("a", "test", clip.name))
+        t.lowres = (t.lowres.astype(np.float32) * 0.5).astype(np.float16)
+        t.boxes[:, 5] *= 0.5
+        t.meta["teacher"] = "flow"
+        pl.save_targets(TargetPaths(tmp_path / "t").targets("flow", "test", clip.name), t)
+    a = teacher_scores(synthetic, src, "a")
+    both = teacher_scores(synthetic, tmp_path / "t", "teachers")
+    regions = teacher_regions(synthetic, tmp_path / "t", "teachers")
+    for clip in synthetic.test:
+        np.testing.assert_allclose(both[clip.name], 0.75 * a[clip.name], atol=2e-3)
+        ra = teacher_regions(synthetic, src, "a")[clip.name]
+        np.testing.assert_allclose(regions[clip.name][:, 5], 0.75 * ra[:, 5], atol=1e-6)
+
+
+def test_missing_targets_name_the_file_and_the_command_to_run(taught, synthetic) -> None:
+    out, _ = taught
+    with pytest.raises(AedError, match=r"b/test/.*\.npz does not exist; run 'aed teach'"):
+        teacher_scores(synthetic, out, "b")
+    with pytest.raises(UsageError, match="unknown"):
+        teacher_scores(synthetic, out, "zzz")
+
+
+def test_registry_looks_teachers_up_lazily_and_explains_missing_ones(monkeypatch) -> None:
+    assert TEACHERS["a"] is AppearanceMotionTeacher
+    assert list(TEACHERS) == ["a", "b", "flow"]
+    assert parse_teachers("a, flow,a") == ["a", "flow"]
+    with pytest.raises(UsageError, match="--teachers names unknown teacher 'c'"):
+        parse_teachers("a,c")
+    monkeypatch.setitem(pl.TEACHER_CLASSES, "b", ("aedcli.teachers.not_installed_here", "MultiTaskTeacher"))
+    with pytest.raises(UsageError, match="teacher 'b' is not available"):
+        teacher_class("b")
+
+
+def test_teach_command_runs_the_stage_and_prints_a_summary(taught, synthetic, tmp_path) -> None:
+    from aedcli.commands.teach import teach
+
+    src, _ = taught
+    shutil.copytree(src, tmp_path / "t")
+    app = typer.Typer()
+    app.command()(teach)
+    app.command("noop")(lambda: None)  # two commands: the subcommand name is then required
+    result = CliRunner().invoke(
+        app, ["teach", "--dataset", "synthetic", "--out", str(tmp_path / "t"), "--teachers", "a", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "synthetic" in result.output and "reused" in result.output
+    bad = CliRunner().invoke(
+        app,
+        ["teach", "--dataset", "synthetic", "--out", str(tmp_path), "--normalisation", "zscore", "--quiet"],
+    )
+    assert bad.exit_code != 0 and isinstance(bad.exception, UsageError)
