@@ -36,7 +36,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
 ) -> None:
     """Real-time video anomaly detection by adversarial knowledge distillation."""
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``aed`` console script."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("AED_DEBUG") == "1"
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode Click returns a command's typer.Exit code instead of exiting.
+        code = app(args=argv, standalone_mode=False)
     except AedError as exc:
         if debug:
             raise
@@ -72,3 +75,5 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)

@@ -47,10 +47,13 @@ from aedcli.metrics import (
     micro_auc,
     rbdc_tbdc_by_video,
     read_regions,
+    regions_from_map,
+    regions_from_rows,
     roc_curve,
     video_auc,
 )
 from aedcli.scoring import per_video_minmax, smooth_scores
+from aedcli.video import open_video
 
 NORMALISATIONS = ("none", "per-video-minmax")
 """``none`` (default): scores as produced. ``per-video-minmax``: comparison with published numbers only."""
@@ -517,3 +520,63 @@ def score_dir_source(
     raw = read_score_dir(dataset, scores_dir)
     regions = None if regions_dir is None else read_region_dir(dataset, regions_dir)
     return ScoreSource(name="scores", raw=raw, regions=regions)
+
+
+def student_regions(maps16: np.ndarray, frame_shape: tuple[int, int], *, level: float = 0.5) -> list[Region]:
+    """Scored boxes from the student's 16x16 maps of one video, for RBDC/TBDC.
+
+    In each frame, cells at or above ``level`` times the frame's map maximum form the regions (a frame whose
+    map is all zero has none); RBDC/TBDC then sweep the regions' scores, so ``level`` only shapes the boxes.
+    """
+    regions: list[Region] = []
+    for frame, cells in enumerate(maps16):
+        peak = float(cells.max()) if cells.size else 0.0
+        if peak <= 0.0:
+            continue
+        regions.extend(regions_from_map(cells, frame_shape, threshold=level * peak, frame=frame))
+    return regions
+
+
+def student_source(
+    dataset: Dataset,
+    weights: str | Path,
+    *,
+    device: str = "cpu",
+    batch_size: int = 8,
+    runtime: str = "torch",
+    with_regions: bool = True,
+) -> ScoreSource:
+    """Raw scores (and map regions) of every test video from a student weights file.
+
+    This is the same path ``aed detect`` takes (:class:`aedcli.inference.StudentRunner` or the ONNX runner
+    with :func:`aedcli.scoring.frame_scores`), so the scores of a clip agree between the two commands.
+    """
+    from aedcli.runtime import make_runner
+    from aedcli.weights import load_weights
+
+    loaded = load_weights(weights)
+    runner, _ = make_runner(loaded, runtime=runtime, device=device, batch_size=batch_size)
+    raw: dict[str, np.ndarray] = {}
+    regions: dict[str, list[Region]] = {}
+    for clip in dataset.test:
+        scores, maps16 = runner.score_clip(clip.frames())
+        raw[clip.name] = scores
+        if with_regions and clip.masks_path is not None:
+            with open_video(clip.path) as video:
+                shape = (video.info.height, video.info.width)
+            regions[clip.name] = student_regions(maps16, shape)
+    return ScoreSource(name="student", raw=raw, regions=regions if with_regions and regions else None)
+
+
+def teacher_source(dataset: Dataset, targets_dir: str | Path, teacher: str) -> ScoreSource:
+    """Raw scores (max of the painted map) and scored boxes of a teacher's cached test-set targets.
+
+    ``teacher`` is a registered teacher name (``a``, ``b``, ``flow``) or ``teachers`` for their combination.
+    """
+    from aedcli.teachers.pipeline import teacher_regions, teacher_scores
+
+    raw = teacher_scores(dataset, targets_dir, teacher)
+    rows = teacher_regions(dataset, targets_dir, teacher)
+    regions = {name: regions_from_rows(r) for name, r in rows.items()} if dataset.has_masks else None
+    label = "teachers" if teacher == "teachers" else f"teacher-{teacher}"
+    return ScoreSource(name=label, raw=raw, regions=regions)

@@ -3,15 +3,19 @@
 Score sources are collected first, each one a function returning :class:`aedcli.evaluate.ScoreSource` (raw
 scores per test video, optional detected regions); every source is then evaluated by the same
 :func:`aedcli.evaluate.evaluate_scores`, so rows of the table are comparable. Sources today: score files
-(``--scores DIR``, one ``<video>.csv`` per test video with columns ``frame`` (0-based) and ``score``) and the
-no-learning optical-flow floor (``--baseline flow``).
+(``--scores DIR``, one ``<video>.csv`` per test video with columns ``frame`` (0-based) and ``score``), a
+student weights file (``--weights``), the teachers' cached targets (``--model teacher-a|...|teachers`` with
+``--targets DIR``) and the no-learning optical-flow floor (``--baseline flow``).
 
-    aed eval --dataset ped2 --root ~/data/ped2 --scores runs/ped2-scores --baseline flow --json eval.json
+    aed eval --dataset ped2 --root ~/data/ped2 --weights weights/ped2.pt --json eval.json
+    aed eval --dataset ped2 --root ~/data/ped2 --weights runs/ped2/weights.pt --targets runs/ped2/targets
+    aed eval --dataset ped2 --root ~/data/ped2 --scores runs/ped2-scores --baseline flow
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -19,7 +23,9 @@ from rich.console import Console
 from aedcli.errors import UsageError
 
 DEFAULT_SIGMA = 3.0
-"""Frames of temporal Gaussian smoothing when ``--sigma`` is not given (always printed with the results)."""
+"""Frames of temporal Gaussian smoothing when neither ``--sigma`` nor the weights file gives one."""
+
+MODELS = ("student", "teacher-a", "teacher-b", "teacher-flow", "teachers")
 
 BASELINES = ("flow",)
 
@@ -49,6 +55,33 @@ def eval_command(
         "y_max, score) for RBDC/TBDC; needs --scores and a dataset with pixel masks.",
         show_default=False,
     ),
+    weights: Path | None = typer.Option(
+        None,
+        "--weights",
+        metavar="FILE",
+        help="Student weights file to evaluate (default with --model student: the shipped weights/ped2.pt).",
+        show_default=False,
+    ),
+    model: list[str] | None = typer.Option(
+        None,
+        "--model",
+        metavar="NAME",
+        help="What to evaluate: student, teacher-a, teacher-b, teacher-flow or teachers (repeatable). "
+        "Teachers need --targets; without --model, --weights gives the student row and --targets adds a row "
+        "per teacher found there.",
+        show_default=False,
+    ),
+    targets: Path | None = typer.Option(
+        None,
+        "--targets",
+        metavar="DIR",
+        help="Teacher targets folder (as written by 'aed teach' or 'aed distill'); teacher files found there "
+        "are used to score clips whose targets are missing.",
+        show_default=False,
+    ),
+    device: str = typer.Option("cpu", "--device", metavar="cpu|cuda", help="Device for the student."),
+    batch: int = typer.Option(8, "--batch", min=1, metavar="N", help="Frames per student batch."),
+    runtime: str = typer.Option("torch", "--runtime", metavar="torch|onnx", help="Student runtime."),
     baseline: list[str] | None = typer.Option(
         None,
         "--baseline",
@@ -56,11 +89,13 @@ def eval_command(
         help="Add a no-learning baseline row: 'flow' (99th percentile of optical-flow magnitude per frame).",
         show_default=False,
     ),
-    sigma: float = typer.Option(
-        DEFAULT_SIGMA,
+    sigma: float | None = typer.Option(
+        None,
         "--sigma",
         metavar="FRAMES",
-        help="Temporal Gaussian smoothing per video, in frames (0 = none).",
+        help="Temporal Gaussian smoothing per video, in frames (0 = none; default: the weights file's, "
+        f"else {DEFAULT_SIGMA:g}).",
+        show_default=False,
     ),
     normalisation: str = typer.Option(
         "none",
@@ -88,12 +123,18 @@ def eval_command(
         protocol_lines,
         render_reports,
         score_dir_source,
+        student_source,
         write_plots,
     )
     from aedcli.files import write_json_atomic
 
     baselines = list(baseline or [])
+    models = _resolve_models(list(model or []), weights, targets, scores, baselines)
+    if "student" in models and weights is None:
+        weights = default_weights()
     _check_options(scores, regions, baselines, sigma, normalisation, NORMALISATIONS)
+    if sigma is None:
+        sigma = _weights_sigma(weights) if "student" in models and weights is not None else DEFAULT_SIGMA
 
     from aedcli.data import load_dataset
 
@@ -104,6 +145,14 @@ def eval_command(
     sources: list[ScoreSource] = []
     if scores is not None:
         sources.append(score_dir_source(data, scores, regions))
+    if "student" in models:
+        assert weights is not None
+        status.print(f"scoring {len(data.test)} test videos with the student {weights} ...", highlight=False)
+        sources.append(student_source(data, weights, device=device, batch_size=batch, runtime=runtime))
+    teacher_models = [m for m in models if m != "student"]
+    if teacher_models:
+        assert targets is not None
+        sources.extend(_teacher_sources(data, targets, teacher_models, status))
     if "flow" in baselines:
         status.print(f"computing the optical-flow floor on {len(data.test)} test videos ...", highlight=False)
         sources.append(flow_floor_source(data))
@@ -132,11 +181,76 @@ def eval_command(
         console.print(f"results written to {json_out}", highlight=False)
 
 
+def default_weights() -> Path:
+    """The weights shipped in the repository's ``weights/`` folder; a clear error when they are absent."""
+    import aedcli
+
+    path = Path(aedcli.__file__).resolve().parent.parent / "weights" / "ped2.pt"
+    if not path.is_file():
+        raise UsageError(
+            f"no default weights at {path}; pass --weights FILE (a file written by 'aed distill')."
+        )
+    return path
+
+
+def _weights_sigma(weights: Path) -> float:
+    from aedcli.weights import load_weights
+
+    return float(load_weights(weights).sigma)
+
+
+def _resolve_models(
+    models: list[str], weights: Path | None, targets: Path | None, scores: Path | None, baselines: list[str]
+) -> list[str]:
+    """The rows to compute: explicit --model names, else what --weights / --targets imply."""
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise UsageError(f"--model '{unknown[0]}' is not known; use one of {', '.join(MODELS)}.")
+    if any(m != "student" for m in models) and targets is None:
+        raise UsageError(
+            "teacher rows need --targets DIR: the folder 'aed teach' or 'aed distill' wrote the targets to."
+        )
+    if targets is not None and not targets.is_dir():
+        raise UsageError(f"--targets {targets} is not a folder; give the folder 'aed teach' wrote.")
+    if models:
+        return list(dict.fromkeys(models))
+    implied = []
+    if weights is not None or (scores is None and not baselines and targets is None):
+        implied.append("student")
+    if targets is not None:
+        from aedcli.teachers.pipeline import teachers_on_disk
+
+        found = teachers_on_disk(targets)
+        implied.extend(f"teacher-{n}" for n in found)
+        if len(found) > 1:
+            implied.append("teachers")
+    return implied
+
+
+def _teacher_sources(data: Any, targets: Path, models: list[str], status: Console) -> list[Any]:
+    """Rows of the teachers: targets on disk, completed first from teacher files where clips lack them."""
+    from aedcli.evaluate import teacher_source
+    from aedcli.teachers.pipeline import ensure_targets, teachers_on_disk
+
+    names = [m.removeprefix("teacher-") for m in models if m != "teachers"]
+    if "teachers" in models:
+        names.extend(n for n in teachers_on_disk(targets) if n not in names)
+    needed = [n for n in names if not (targets / n / "teacher.pt").is_file() and not (targets / n).is_dir()]
+    if needed:
+        raise UsageError(
+            f"--targets {targets} has no teacher '{needed[0]}'; run 'aed teach --teachers {needed[0]}' first."
+        )
+    if names:
+        status.print(f"checking the targets of teachers {', '.join(names)} in {targets} ...", highlight=False)
+        ensure_targets(data, targets, names, progress=True)
+    return [teacher_source(data, targets, m.removeprefix("teacher-")) for m in models if m != "student"]
+
+
 def _check_options(
     scores: Path | None,
     regions: Path | None,
     baselines: list[str],
-    sigma: float,
+    sigma: float | None,
     normalisation: str,
     normalisations: tuple[str, ...],
 ) -> None:
@@ -144,10 +258,6 @@ def _check_options(
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise UsageError(f"--baseline '{unknown[0]}' is not known; use --baseline {' or '.join(BASELINES)}.")
-    if scores is None and not baselines:
-        raise UsageError(
-            "nothing to evaluate; give --scores DIR (one <video>.csv per test video) or --baseline flow."
-        )
     if scores is not None and not scores.is_dir():
         raise UsageError(
             f"--scores {scores} is not a folder; give the folder holding one <video>.csv per test video."
@@ -156,7 +266,7 @@ def _check_options(
         raise UsageError(
             "--regions needs --scores: regions are evaluated together with the frame scores they belong to."
         )
-    if sigma < 0:
+    if sigma is not None and sigma < 0:
         raise UsageError(f"--sigma must be 0 (no smoothing) or more frames, not {sigma:g}.")
     if normalisation not in normalisations:
         raise UsageError(
