@@ -130,8 +130,10 @@ def eval_command(
 
     baselines = list(baseline or [])
     models = _resolve_models(list(model or []), weights, targets, scores, baselines)
-    if "student" in models and weights is None:
-        weights = default_weights()
+    if "student" in models:
+        from aedcli.detect import resolve_weights
+
+        weights = resolve_weights(weights)
     _check_options(scores, regions, baselines, sigma, normalisation, NORMALISATIONS)
     if sigma is None:
         sigma = _weights_sigma(weights) if "student" in models and weights is not None else DEFAULT_SIGMA
@@ -179,18 +181,6 @@ def eval_command(
             payload["rows"] = {name: {"source": name, **r.to_json()} for name, r in reports.items()}
         write_json_atomic(json_out, payload)
         console.print(f"results written to {json_out}", highlight=False)
-
-
-def default_weights() -> Path:
-    """The weights shipped in the repository's ``weights/`` folder; a clear error when they are absent."""
-    import aedcli
-
-    path = Path(aedcli.__file__).resolve().parent.parent / "weights" / "ped2.pt"
-    if not path.is_file():
-        raise UsageError(
-            f"no default weights at {path}; pass --weights FILE (a file written by 'aed distill')."
-        )
-    return path
 
 
 def _weights_sigma(weights: Path) -> float:
