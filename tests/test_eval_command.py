@@ -330,9 +330,12 @@ def test_eval_with_a_missing_scores_folder_is_a_usage_error(
     assert "--scores" in capsys.readouterr().err
 
 
-def test_eval_without_any_score_source_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _eval(["--dataset", "synthetic"]) == 2
-    assert "--scores" in capsys.readouterr().err
+def test_eval_without_a_source_evaluates_the_default_weights_or_says_to_pass_weights(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("aedcli.detect.default_weights_path", lambda: None)
+    assert _eval(["--dataset", "synthetic"]) == 1
+    assert "--weights" in capsys.readouterr().err
 
 
 def test_eval_rejects_an_unknown_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
