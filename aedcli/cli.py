@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
+# OpenMP threads that spin while waiting starve each other (and everything else) on small, busy CPUs; a
+# passive wait costs little on an idle machine. Set before torch is imported; the user's setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import typer
 from rich.console import Console
 

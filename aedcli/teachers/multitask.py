@@ -1,0 +1,387 @@
+"""Multi-task teacher: a small 3D CNN on object tubes trained on self-supervised proxy tasks.
+
+Follows Georgescu, Barbalau, Ionescu, Khan, Popescu, Shah, "Anomaly Detection in Video via Self-Supervised and
+Multi-Task Learning" (SSMTL, CVPR 2021), without its knowledge-distillation tasks (they need a pre-trained
+detector and classifier, and this teacher learns from the user's normal footage only). One shared 3D CNN
+trunk sees short clips of an object tube; three heads learn, on normal objects only:
+
+- arrow of time:       is the clip played forward or backward?
+- motion irregularity: are the frames consecutive, or were some skipped?
+- middle prediction:   reconstruct the crop of frame t from the frames around it.
+
+An object that moves unlike the normal ones (too fast, the wrong way, jerkily) or looks unlike them confuses
+the classifiers and is hard to predict. Per object, each task's error (1 - p(correct class) for the two
+classifiers, mean absolute error for the prediction; by default their logarithms) is standardised with the
+mean and standard deviation of that error on held-out normal training objects, and the standardised errors
+are summed, as SSMTL does.
+
+Clips come from the 7-frame tube (indices 0..6, frame t at 3). With ``window = 3`` a regular clip is three
+consecutive frames (t-1, t, t+1 when scoring, any three in a row when training) and an irregular clip is
+three frames in order with a skip, by default at a constant stride (t-2, t, t+2 or t-3, t, t+3), so both
+variants hold the same number of frames and a skipped clip looks like an object moving 2-3 times faster. The
+middle prediction sees t-1 and t+1 and reconstructs t. Tube pixels that lie off the frame (the tube cutter
+repeats the border there) are set to zero and left out of the errors.
+
+>>> teacher = MultiTaskTeacher()
+>>> teacher.fit(train_batches)          # 8,000 objects x 4 epochs: minutes on a CPU core
+>>> scores = teacher.score(test_batch)  # (N,) float32, higher = more abnormal
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aedcli.files import atomic_path
+from aedcli.teachers.base import TUBE_RADIUS, ObjectBatch
+from aedcli.teachers.velocity import crop_mask, read_teacher_file
+
+FORMAT = "aed-teacher-multitask"
+VERSION = 1
+TASKS = ("arrow", "irregularity", "middle")
+TUBE_LENGTH = 2 * TUBE_RADIUS + 1
+
+
+@dataclass
+class MultiTaskConfig:
+    """Settings of the multi-task teacher (all JSON-able; stored with the weights).
+
+    size:           tube crops are resized to size x size before the network; 64 keeps the tubes' own
+                    resolution (at 32 a pedestrian moves under half a pixel per frame and the motion tasks
+                    got clearly worse on Ped2).
+    channels:       widths of the three 3D conv blocks of the trunk.
+    window:         frames per classification clip; odd, and short enough to leave room for skips (3: the
+                    skipped clips can reach strides of 2 and 3, like objects moving 2-3 times faster).
+    epochs, batch_size, lr, weight_decay: Adam training on normal objects.
+    max_train:      cap on training objects (a seeded random subset beyond it).
+    holdout:        fraction of training objects kept out of training to measure the error statistics.
+    task_weights:   weight of each standardised task error in the object score, in the order of TASKS.
+    normalise:      standardise every tube by its own mean and spread, so contrast (shade, dark clothes,
+                    crowded windows) does not masquerade as an error; off: the student's fixed scaling.
+    uniform_skips:  share of irregular training clips that skip frames at a constant stride (t-2, t, t+2 ...)
+                    where the window allows; the rest skip at random. Constant strides look exactly like an
+                    object moving faster, the anomaly this task is meant to catch.
+    crop_margin:    the margin the tubes were cut with (``objects.cut_tube``), to find pixels off the frame.
+    middle_offsets: frames, relative to the hidden one, that the middle prediction sees ([-1, 1]: t-1, t+1).
+    log_errors:     standardise the logarithm of each task's error: the classifiers' errors are near 0 for
+                    almost every normal object, and on a log scale one confident mistake does not outweigh
+                    the other tasks' evidence.
+    """
+
+    size: int = 64
+    channels: list[int] = field(default_factory=lambda: [8, 16, 32])
+    window: int = 3
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    max_train: int = 8_000
+    holdout: float = 0.1
+    task_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    normalise: bool = True
+    uniform_skips: float = 1.0
+    crop_margin: float = 0.1
+    middle_offsets: list[int] = field(default_factory=lambda: [-1, 1])
+    log_errors: bool = True
+
+
+def clip_indices(window: int) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Every regular (consecutive) and irregular (in order, with a skip) ``window``-frame clip of a tube."""
+    regular, irregular = [], []
+    for combo in itertools.combinations(range(TUBE_LENGTH), window):
+        (regular if combo[-1] - combo[0] == window - 1 else irregular).append(combo)
+    return regular, irregular
+
+
+class _Block(nn.Module):
+    """conv 3x3x3 (no bias) -> BatchNorm -> ReLU -> 2x2 spatial max-pool; time is kept."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(c_in, c_out, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm3d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool3d(F.relu(self.norm(self.conv(x))), (1, 2, 2))
+
+
+class _Up(nn.Module):
+    """2x upsample -> conv 3x3 -> BN -> ReLU, plus an additive skip from the trunk (time-averaged)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return F.relu(self.norm(self.conv(x))) + skip
+
+
+class MultiTaskNet(nn.Module):
+    """Shared 3D CNN trunk with two clip classifiers and a middle-frame decoder.
+
+    Input clips are (B, 1, T, S, S) floats (see ``_to_float``); T may differ between calls.
+    """
+
+    def __init__(self, config: MultiTaskConfig) -> None:
+        super().__init__()
+        c1, c2, c3 = config.channels
+        self.blocks = nn.ModuleList([_Block(1, c1), _Block(c1, c2), _Block(c2, c3)])
+        self.arrow = nn.Sequential(nn.Linear(2 * c3, 64), nn.ReLU(), nn.Linear(64, 2))  # 0 fwd, 1 bwd
+        self.irregularity = nn.Sequential(nn.Linear(2 * c3, 64), nn.ReLU(), nn.Linear(64, 2))  # 0 reg, 1 irr
+        self.up3 = _Up(c3, c2)
+        self.up2 = _Up(c2, c1)
+        self.up1 = nn.Sequential(
+            nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False),
+            nn.Conv2d(c1, c1, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c1, 1, 1),
+        )
+
+    def trunk(self, clip: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        x = clip
+        for block in self.blocks:
+            x = block(x)
+            feats.append(x)  # (B, c1, T, S/2, S/2), (B, c2, T, S/4, S/4), (B, c3, T, S/8, S/8)
+        return feats
+
+    def classify(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Arrow-of-time and irregularity logits, each (B, 2)."""
+        top = self.trunk(clip)[-1]
+        pooled = torch.cat([top.mean(dim=(2, 3, 4)), top.amax(dim=(2, 3, 4))], dim=1)  # (B, 2 * c3)
+        return self.arrow(pooled), self.irregularity(pooled)
+
+    def predict_middle(self, clip: torch.Tensor) -> torch.Tensor:
+        """The missing middle frame, (B, S, S), from a clip of its neighbours."""
+        f1, f2, f3 = (f.mean(dim=2) for f in self.trunk(clip))  # time-averaged (B, c, S/k, S/k)
+        x = self.up3(f3, f2)  # (B, c2, S/4, S/4)
+        x = self.up2(x, f1)  # (B, c1, S/2, S/2)
+        return self.up1(x)[:, 0]  # (B, S, S)
+
+
+def _prepare(batch: ObjectBatch, size: int, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tubes resized to (N, 7, size, size) uint8 (compact, to hold many objects) and the (N, size, size)
+    bool mask of pixels that show the frame (the rest repeat the frame border, see ``crop_mask``)."""
+    x = torch.from_numpy(np.ascontiguousarray(batch.tubes))
+    if x.shape[-1] != size:
+        x = F.interpolate(x.float(), size=(size, size), mode="area").round().clamp(0, 255).to(torch.uint8)
+    valid = np.stack([crop_mask(box, batch.frame_size, size, margin) for box in batch.boxes])
+    return x, torch.from_numpy(valid.reshape(len(batch), size, size))
+
+
+def _to_float(tubes: torch.Tensor, valid: torch.Tensor, normalise: bool) -> torch.Tensor:
+    """(B, 7, S, S) uint8 + (B, S, S) mask -> float; pixels off the frame become 0.
+
+    Per tube (x - mean) / (std + 8) over its valid pixels, or the student's (x - 127) / 128. The + 8 gray
+    levels keep an almost flat crop (a shadow, an empty window) from being blown up to noise.
+    """
+    x = tubes.float()
+    v = valid[:, None].float()  # (B, 1, S, S)
+    if normalise:
+        count = v.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1.0) * x.shape[1]
+        mean = (x * v).sum(dim=(1, 2, 3), keepdim=True) / count
+        std = (((x - mean) * v).square().sum(dim=(1, 2, 3), keepdim=True) / count).sqrt()
+        x = (x - mean) / (std + 8.0)
+    else:
+        x = (x - 127.0) / 128.0
+    return x * v
+
+
+class MultiTaskTeacher:
+    """SSMTL-style object scorer: sum of standardised arrow, irregularity and middle-prediction errors."""
+
+    name = "b"
+
+    def __init__(self, config: MultiTaskConfig | None = None) -> None:
+        self.config = config or MultiTaskConfig()
+        if not 3 <= self.config.window < TUBE_LENGTH or self.config.window % 2 == 0:
+            raise ValueError(f"window must be odd, at least 3 and below the tube length {TUBE_LENGTH}")
+        self.net = MultiTaskNet(self.config)
+        self.error_mean = torch.zeros(len(TASKS))  # per-task error statistics on held-out normal objects
+        self.error_std = torch.ones(len(TASKS))
+        self.fitted = False
+
+    # -- clips -----------------------------------------------------------------------------------------
+    def _scoring_clips(self) -> tuple[list[int], list[int], int]:
+        """Regular clip centred on t, the frames the middle prediction sees, and the hidden index (t)."""
+        half = self.config.window // 2
+        regular = list(range(TUBE_RADIUS - half, TUBE_RADIUS + half + 1))
+        return regular, [TUBE_RADIUS + o for o in self.config.middle_offsets], TUBE_RADIUS
+
+    # -- protocol --------------------------------------------------------------------------------------
+    def fit(self, batches: list[ObjectBatch], *, epochs: int | None = None, seed: int = 0) -> dict[str, Any]:
+        """Train the three tasks on normal objects; returns final losses and the error statistics."""
+        cfg = self.config
+        epochs = cfg.epochs if epochs is None else epochs
+        prepared = [_prepare(b, cfg.size, cfg.crop_margin) for b in batches if len(b)]
+        if not prepared:
+            raise ValueError("the multi-task teacher needs at least one training object")
+        data = torch.cat([p[0] for p in prepared])  # (N, 7, S, S) uint8
+        valid = torch.cat([p[1] for p in prepared])  # (N, S, S) bool
+        total = len(data)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(total)[: cfg.max_train]
+        n_hold = round(cfg.holdout * len(order)) if len(order) >= 20 else 0
+        held, train = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+
+        torch.manual_seed(seed)
+        self.net = MultiTaskNet(cfg)
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        regular, irregular = clip_indices(cfg.window)
+        strided = [c for c in irregular if len({b - a for a, b in itertools.pairwise(c)}) == 1]
+        history: list[dict[str, float]] = []
+        self.net.train()
+        for _ in range(epochs):
+            sums = dict.fromkeys(TASKS, 0.0)
+            steps = 0
+            perm = rng.permutation(len(train))
+            for start in range(0, len(train), cfg.batch_size):
+                rows = train[perm[start : start + cfg.batch_size]]
+                tubes = _to_float(data[rows], valid[rows], cfg.normalise)  # (B, 7, S, S)
+                losses = self._training_losses(tubes, valid[rows], regular, irregular, strided, rng)
+                loss = sum(losses.values())
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                for task in TASKS:
+                    sums[task] += losses[task].item()
+                steps += 1
+            history.append({task: sums[task] / max(steps, 1) for task in TASKS})
+
+        self.net.eval()
+        stats = held if len(held) else train
+        errors = self._task_errors(data[stats], valid[stats])  # (M, 3)
+        self.error_mean = errors.mean(dim=0)
+        # The floor stops a task that is solved almost perfectly on held-out data from dominating the sum.
+        self.error_std = errors.std(dim=0).clamp_min(1e-3) if len(errors) > 1 else torch.ones(len(TASKS))
+        self.fitted = True
+        return {
+            "objects": total,
+            "trained_on": len(train),
+            "held_out": len(held),
+            "epochs": epochs,
+            "losses": history,
+            "error_mean": dict(zip(TASKS, self.error_mean.tolist(), strict=True)),
+            "error_std": dict(zip(TASKS, self.error_std.tolist(), strict=True)),
+        }
+
+    def _training_losses(
+        self,
+        tubes: torch.Tensor,
+        valid: torch.Tensor,
+        regular: list[tuple[int, ...]],
+        irregular: list[tuple[int, ...]],
+        strided: list[tuple[int, ...]],
+        rng: np.random.Generator,
+    ) -> dict[str, torch.Tensor]:
+        """One regular and one irregular clip per object, each played forward or backward at random."""
+        b = len(tubes)
+        reg_pick = [regular[i] for i in rng.integers(len(regular), size=b)]
+        irr_pick = [irregular[i] for i in rng.integers(len(irregular), size=b)]
+        if strided:
+            use_stride = rng.random(b) < self.config.uniform_skips
+            stride_pick = rng.integers(len(strided), size=b)
+            irr_pick = [
+                strided[j] if u else p for p, u, j in zip(irr_pick, use_stride, stride_pick, strict=True)
+            ]
+        picks = reg_pick + irr_pick
+        backward = rng.random(2 * b) < 0.5
+        rows = torch.arange(b).repeat(2)
+        index = torch.tensor([p[::-1] if bwd else p for p, bwd in zip(picks, backward, strict=True)])
+        clips = tubes[rows[:, None], index]  # (2B, window, S, S)
+        arrow_logits, irr_logits = self.net.classify(clips.unsqueeze(1))
+        arrow_target = torch.from_numpy(backward.astype(np.int64))
+        irr_target = torch.cat([torch.zeros(b, dtype=torch.long), torch.ones(b, dtype=torch.long)])
+
+        # Middle prediction: a hidden frame anywhere its context fits in the tube.
+        offsets = torch.tensor(self.config.middle_offsets)
+        lowest, highest = -min(0, int(offsets.min())), TUBE_LENGTH - 1 - max(0, int(offsets.max()))
+        middle = torch.from_numpy(rng.integers(lowest, highest + 1, size=b))  # (B,)
+        context = middle[:, None] + offsets[None, :]  # (B, K)
+        inputs = tubes[torch.arange(b)[:, None], context]  # (B, K, S, S)
+        target = tubes[torch.arange(b), middle]  # (B, S, S)
+        predicted = self.net.predict_middle(inputs.unsqueeze(1))
+        v = valid.float()
+        return {
+            "arrow": F.cross_entropy(arrow_logits, arrow_target),
+            "irregularity": F.cross_entropy(irr_logits, irr_target),
+            "middle": ((predicted - target).abs() * v).sum() / v.sum().clamp_min(1.0),
+        }
+
+    @torch.no_grad()
+    def _task_errors(self, data: torch.Tensor, valid: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """Per-task errors of prepared tubes (N, 7, S, S) uint8 and masks -> (N, 3), order of TASKS.
+
+        1 - p(correct class) for the classifiers and the mean absolute error of the middle prediction, or
+        their logarithms with ``log_errors`` (taken from log-softmax, exact even when p is within float
+        precision of 1).
+        """
+        regular, context, middle = self._scoring_clips()
+        out = []
+        for start in range(0, len(data), chunk):
+            v = valid[start : start + chunk].float()  # (C, S, S)
+            tubes = _to_float(
+                data[start : start + chunk], valid[start : start + chunk], self.config.normalise
+            )
+            arrow_logits, irr_logits = self.net.classify(tubes[:, regular].unsqueeze(1))
+            # Class 0 is correct for a forward, regular clip: the error is p(class 1) = 1 - p(correct).
+            arrow_error = arrow_logits.log_softmax(dim=1)[:, 1]
+            irr_error = irr_logits.log_softmax(dim=1)[:, 1]
+            predicted = self.net.predict_middle(tubes[:, context].unsqueeze(1))
+            target = tubes[:, middle]
+            middle_error = ((predicted - target).abs() * v).sum(dim=(1, 2)) / v.sum(dim=(1, 2)).clamp_min(1.0)
+            errors = torch.stack([arrow_error, irr_error, middle_error.clamp_min(1e-6).log()], dim=1)
+            out.append(errors if self.config.log_errors else errors.exp())
+        return torch.cat(out) if out else torch.zeros(0, len(TASKS))
+
+    def task_scores(self, batch: ObjectBatch) -> np.ndarray:
+        """Standardised error of every task per object, (N, 3) float32 in the order of TASKS."""
+        if not self.fitted:
+            raise RuntimeError("the multi-task teacher must be fitted or loaded before scoring")
+        self.net.eval()
+        if len(batch) == 0:
+            return np.zeros((0, len(TASKS)), np.float32)
+        errors = self._task_errors(*_prepare(batch, self.config.size, self.config.crop_margin))
+        return ((errors - self.error_mean) / self.error_std).numpy().astype(np.float32)
+
+    def score(self, batch: ObjectBatch) -> np.ndarray:
+        """Weighted sum of the standardised task errors, (N,) float32."""
+        weights = np.asarray(self.config.task_weights, np.float32)
+        return (self.task_scores(batch) * weights).sum(axis=1).astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        """Write config, network weights and error statistics as tensors (loadable with weights_only)."""
+        if not self.fitted:
+            raise RuntimeError("the multi-task teacher must be fitted before saving")
+        payload = {
+            "format": FORMAT,
+            "version": VERSION,
+            "config": json.dumps(asdict(self.config)),
+            "state_dict": self.net.state_dict(),
+            "error_mean": self.error_mean,
+            "error_std": self.error_std,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    @classmethod
+    def load(cls, path: Path) -> MultiTaskTeacher:
+        """Read a teacher written by :meth:`save`; refuses files that would need to unpickle objects."""
+        payload = read_teacher_file(Path(path), FORMAT, VERSION)
+        teacher = cls(MultiTaskConfig(**json.loads(payload["config"])))
+        teacher.net.load_state_dict(payload["state_dict"])
+        teacher.net.eval()
+        teacher.error_mean = payload["error_mean"].float()
+        teacher.error_std = payload["error_std"].float()
+        teacher.fitted = True
+        return teacher

@@ -1,0 +1,186 @@
+"""The multi-task teacher: each proxy task flags the anomaly it is built for, and the sum flags them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from aedcli.errors import WeightsError
+from aedcli.teachers.base import TUBE_RADIUS, TUBE_SIZE, ObjectBatch, ObjectTeacher
+from aedcli.teachers.multitask import TASKS, MultiTaskConfig, MultiTaskTeacher, clip_indices
+
+FRAME = (240, 360)
+# Small enough to train in a few seconds on one CPU core, big enough to learn the synthetic tasks.
+SMALL = MultiTaskConfig(size=16, channels=[8, 16, 16], epochs=10, batch_size=32)
+
+
+def _roc_auc(normal: np.ndarray, abnormal: np.ndarray) -> float:
+    """Probability that an abnormal object outscores a normal one (ties count half)."""
+    diff = abnormal[:, None] - normal[None, :]
+    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+
+
+def moving_objects(
+    n: int, rng: np.random.Generator, *, speed: float = 1.5, sign: float = 1.0, shape: str = "ellipse"
+) -> ObjectBatch:
+    """Textured objects drifting right over a textured background, in crop pixels per frame.
+
+    Normal objects are upright ellipses at about 1.5 px/frame; ``speed=6`` makes fast ones, ``sign=-1`` ones
+    that drift left (as if the clip ran backwards), ``shape="bar"`` a wide flat object of normal speed.
+    """
+    s = TUBE_SIZE
+    tubes = np.zeros((n, 2 * TUBE_RADIUS + 1, s, s), np.uint8)
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    for i in range(n):
+        background = cv2.GaussianBlur(rng.uniform(60, 120, (s, s)).astype(np.float32), (0, 0), 2.0)
+        texture = cv2.GaussianBlur(rng.uniform(80, 255, (s, s)).astype(np.float32), (0, 0), 1.5)
+        v = sign * speed * rng.uniform(0.8, 1.2)
+        for j in range(2 * TUBE_RADIUS + 1):
+            dx = v * (j - TUBE_RADIUS)
+            if shape == "ellipse":
+                mask = ((xx - s / 2 - dx) / 14) ** 2 + ((yy - s / 2) / 22) ** 2 <= 1.0
+            else:
+                mask = (np.abs(xx - s / 2 - dx) <= 24) & (np.abs(yy - s / 2) <= 6)
+            shift = np.float32([[1, 0, dx], [0, 1, 0]])
+            moved = cv2.warpAffine(texture, shift, (s, s), borderMode=cv2.BORDER_REFLECT)
+            frame = np.where(mask, moved, background) + rng.normal(0, 2, (s, s))
+            tubes[i, j] = np.clip(frame, 0, 255).astype(np.uint8)
+    boxes = np.tile(np.float32([100, 80, 140, 140]), (n, 1))
+    return ObjectBatch(tubes=tubes, boxes=boxes, frame_size=FRAME, frames=np.arange(n, dtype=np.int64))
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, ObjectBatch]:
+    rng = np.random.default_rng(0)
+    return {
+        "train": moving_objects(400, rng),
+        "normal": moving_objects(60, rng),
+        "fast": moving_objects(30, rng, speed=6.0),
+        "reversed": moving_objects(30, rng, sign=-1.0),
+        "shape": moving_objects(30, rng, shape="bar"),
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted(data: dict[str, ObjectBatch]) -> MultiTaskTeacher:
+    teacher = MultiTaskTeacher(SMALL)
+    teacher.fit([data["train"]], seed=0)
+    return teacher
+
+
+def _task_auc(teacher: MultiTaskTeacher, data: dict[str, ObjectBatch], kind: str, task: str) -> float:
+    j = TASKS.index(task)
+    return _roc_auc(teacher.task_scores(data["normal"])[:, j], teacher.task_scores(data[kind])[:, j])
+
+
+def test_multitask_teacher_follows_the_teacher_protocol() -> None:
+    assert isinstance(MultiTaskTeacher(SMALL), ObjectTeacher)
+    assert MultiTaskTeacher.name == "b"
+
+
+def test_regular_and_irregular_clips_have_the_same_length_and_play_in_order() -> None:
+    regular, irregular = clip_indices(5)
+    assert regular == [(0, 1, 2, 3, 4), (1, 2, 3, 4, 5), (2, 3, 4, 5, 6)]
+    assert len(irregular) == 18
+    assert all(len(c) == 5 and list(c) == sorted(c) and c[-1] - c[0] > 4 for c in irregular)
+
+
+def test_window_must_leave_room_to_skip_frames() -> None:
+    with pytest.raises(ValueError, match="window"):
+        MultiTaskTeacher(MultiTaskConfig(window=7))
+
+
+def test_arrow_of_time_flags_objects_moving_backwards(
+    fitted: MultiTaskTeacher, data: dict[str, ObjectBatch]
+) -> None:
+    assert _task_auc(fitted, data, "reversed", "arrow") > 0.9
+
+
+def test_motion_irregularity_flags_objects_moving_too_fast(
+    fitted: MultiTaskTeacher, data: dict[str, ObjectBatch]
+) -> None:
+    assert _task_auc(fitted, data, "fast", "irregularity") > 0.9
+
+
+def test_middle_prediction_flags_objects_of_an_unseen_shape(
+    fitted: MultiTaskTeacher, data: dict[str, ObjectBatch]
+) -> None:
+    assert _task_auc(fitted, data, "shape", "middle") > 0.9
+
+
+@pytest.mark.parametrize("kind", ["fast", "reversed", "shape"])
+def test_object_score_ranks_every_kind_of_anomaly_above_normal_objects(
+    fitted: MultiTaskTeacher, data: dict[str, ObjectBatch], kind: str
+) -> None:
+    normal = fitted.score(data["normal"])
+    assert _roc_auc(normal, fitted.score(data[kind])) > 0.95
+
+
+def test_task_errors_are_standardised_on_normal_objects(
+    fitted: MultiTaskTeacher, data: dict[str, ObjectBatch]
+) -> None:
+    # Unseen normal objects land near zero on every task (within a few training standard deviations).
+    z = fitted.task_scores(data["normal"])
+    assert z.shape == (60, 3) and z.dtype == np.float32
+    assert np.all(np.abs(np.median(z, axis=0)) < 2.0)
+    empty = ObjectBatch(np.zeros((0, 7, 64, 64), np.uint8), np.zeros((0, 4), np.float32), FRAME, np.zeros(0))
+    assert fitted.score(empty).shape == (0,)
+
+
+def test_pixels_off_the_frame_do_not_change_the_score(
+    fitted: MultiTaskTeacher, data: dict[str, ObjectBatch]
+) -> None:
+    # Boxes taller than the frame allows: their 276 px windows reach 23 px above it (where a tube repeats
+    # the top row, the first 5 of 64 tube rows). Whatever those pixels hold must not matter.
+    n = 8
+    boxes = np.tile(np.float32([100, 0, 200, 230]), (n, 1))
+    tubes = data["normal"].tubes[:n].copy()
+    noisy = tubes.copy()
+    noisy[..., :4, :] = np.random.default_rng(1).integers(0, 256, noisy[..., :4, :].shape, dtype=np.uint8)
+    clean_scores = fitted.score(ObjectBatch(tubes, boxes, FRAME, np.arange(n)))
+    noisy_scores = fitted.score(ObjectBatch(noisy, boxes, FRAME, np.arange(n)))
+    np.testing.assert_allclose(noisy_scores, clean_scores, rtol=1e-5, atol=1e-5)
+    # The same noise inside the frame (a smaller box, its window fully on the frame) does change scores.
+    small = boxes * 0.5
+    in_frame_clean = fitted.score(ObjectBatch(tubes, small, FRAME, np.arange(n)))
+    assert not np.allclose(fitted.score(ObjectBatch(noisy, small, FRAME, np.arange(n))), in_frame_clean)
+
+
+def test_fit_is_deterministic_for_a_seed(data: dict[str, ObjectBatch]) -> None:
+    config = MultiTaskConfig(size=16, channels=[4, 8, 8], epochs=1, batch_size=32)
+    subset = ObjectBatch(data["train"].tubes[:120], data["train"].boxes[:120], FRAME, np.arange(120))
+    a, b, c = MultiTaskTeacher(config), MultiTaskTeacher(config), MultiTaskTeacher(config)
+    a.fit([subset], seed=5)
+    b.fit([subset], seed=5)
+    c.fit([subset], seed=6)
+    np.testing.assert_array_equal(a.score(data["fast"]), b.score(data["fast"]))
+    assert not np.array_equal(a.score(data["fast"]), c.score(data["fast"]))
+
+
+def test_save_and_load_give_identical_scores(
+    tmp_path: Path, fitted: MultiTaskTeacher, data: dict[str, ObjectBatch]
+) -> None:
+    fitted.save(tmp_path / "b.pt")
+    loaded = MultiTaskTeacher.load(tmp_path / "b.pt")
+    assert loaded.config == fitted.config
+    np.testing.assert_array_equal(loaded.score(data["shape"]), fitted.score(data["shape"]))
+
+
+class _Payload:
+    """Any class instance: unpickling it would run arbitrary code, so weights_only loading must refuse it."""
+
+
+def test_load_refuses_a_file_that_holds_a_pickled_object(tmp_path: Path) -> None:
+    torch.save({"format": "aed-teacher-multitask", "version": 1, "config": _Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(WeightsError, match="pickled"):
+        MultiTaskTeacher.load(tmp_path / "evil.pt")
+
+
+def test_load_refuses_another_teachers_file(tmp_path: Path) -> None:
+    torch.save({"format": "aed-teacher-velocity", "version": 1}, tmp_path / "flow.pt")
+    with pytest.raises(WeightsError, match="not 'aed-teacher-multitask'"):
+        MultiTaskTeacher.load(tmp_path / "flow.pt")
