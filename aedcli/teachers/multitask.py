@@ -170,8 +170,11 @@ class MultiTaskNet(nn.Module):
 
 
 def _prepare(batch: ObjectBatch, size: int, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tubes resized to (N, 7, size, size) uint8 (compact, to hold many objects) and the (N, size, size)
-    bool mask of pixels that show the frame (the rest repeat the frame border, see ``crop_mask``)."""
+    """Tubes at the network's size and the pixels of each that show the frame.
+
+    Returns (N, 7, size, size) uint8 (compact, to hold many objects) and an (N, size, size) bool mask; the
+    other pixels repeat the frame border (see ``crop_mask``).
+    """
     x = torch.from_numpy(np.ascontiguousarray(batch.tubes))
     if x.shape[-1] != size:
         x = F.interpolate(x.float(), size=(size, size), mode="area").round().clamp(0, 255).to(torch.uint8)

@@ -3,11 +3,11 @@
 A learning-light teacher in the spirit of the motion branches of object-centric detectors. Each object's
 motion is measured with dense optical flow inside its tube between frames t-3 -> t and t -> t+3, converted
 back to source pixels per frame (so speeds of small and large boxes compare), and summarised as the median
-and 90th-percentile speed and the mean velocity of the fastest pixels. On a fixed camera the normal speed
-and size of objects depend on where they are (perspective), so the density is conditional: an object is
-compared only with the ``context_neighbours`` normal training objects closest to it in box height and
-vertical position, and its score is the mean distance, in standardised motion features, to the ``k``
-nearest of those.
+and 90th-percentile speed and the direction of the fastest pixels' mean flow. On a fixed camera the
+normal speed and size of objects depend on where they are (perspective), so the density is conditional: an
+object is compared only with the ``context_neighbours`` normal training objects closest to it in box
+height and vertical position, and its score is the mean distance, in standardised speeds plus a lightly
+weighted direction, to the ``k`` nearest of those.
 
 Three choices, each measured on UCSD Ped2 (boxes from ``proposals.py``, frame-level micro AUC):
 
@@ -257,8 +257,9 @@ class VelocityTeacher:
     ) -> np.ndarray:
         """Queries (Q, F) with direction weights (Q,) -> (Q,) mean motion distance to the k nearest peers.
 
-        Distance^2 = |speed difference|^2 + weight^2 * |velocity difference|^2 (standardised units); peers
-        are the ``context_neighbours`` training objects nearest in context (box height, centre y).
+        Distance^2 = |speed difference|^2 + weight^2 * |direction difference|^2 (standardised speeds, unit
+        directions); peers are the ``context_neighbours`` training objects nearest in context (box height,
+        centre y).
         """
         assert self.bank is not None
         speeds, directions, context = list(SPEEDS), list(DIRECTION), list(CONTEXT)
