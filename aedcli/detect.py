@@ -93,6 +93,7 @@ class DetectOptions:
     sigma: float | None = None
     batch_size: int = 16
     device: str = "cpu"
+    runtime: str = "torch"
     workers: int = 1
     force: bool = False
     live_lag: int | None = None
@@ -1003,7 +1004,7 @@ def _detect_one(
         live_lag=options.live_lag,
         timeout_s=options.timeout_s,
         progress=progress,
-        runner=runner,
+        runner=runner if runner is not None else build_runner(loaded, options),
     )
 
 
@@ -1021,9 +1022,7 @@ def _detect_many(
     results: list[DetectResult] = []
     failures: list[str] = []
     if options.workers == 1:
-        from aedcli.inference import StudentRunner
-
-        runner = StudentRunner(loaded, device=options.device, batch_size=options.batch_size)
+        runner = build_runner(loaded, options)
         for src, outputs in zip(sources, planned, strict=True):
             try:
                 result = _detect_one(src, loaded, outputs, threshold, options, progress, runner)
@@ -1090,6 +1089,19 @@ def _wait_for(
 
 
 _WORKER: dict[str, Any] = {}
+
+
+def build_runner(loaded: Any, options: DetectOptions) -> Any:
+    """The student runner ``options`` ask for: PyTorch (:class:`StudentRunner`) or ONNX Runtime."""
+    if options.runtime == "onnx":
+        from aedcli.runtime import make_runner
+
+        return make_runner(loaded, runtime="onnx", device=options.device, batch_size=options.batch_size)[0]
+    if options.runtime != "torch":
+        raise UsageError(f"--runtime must be torch or onnx, not '{options.runtime}'.")
+    from aedcli.inference import StudentRunner
+
+    return StudentRunner(loaded, device=options.device, batch_size=options.batch_size)
 
 
 def _init_worker(weights_path: str, threads: int) -> None:

@@ -531,3 +531,32 @@ def test_event_tracker_reports_runs_of_abnormal_frames_with_their_peak() -> None
     ]
     assert (events[0].start_s, events[0].end_s, events[0].frames) == (0.5, 1.5, 3)
     assert tracker.abnormal_frames == 5
+
+
+def test_onnx_runtime_writes_the_same_scores_as_the_torch_runtime(
+    weights: Path, clip: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime")
+    for runtime in ("torch", "onnx"):
+        code = None
+        try:
+            out = tmp_path / runtime
+            main(["detect", str(clip), "--weights", str(weights), "--out", str(out), "--runtime", runtime])
+        except SystemExit as exc:
+            code = exc.code
+        assert code in (None, 0)
+    _, torch_rows = read_csv(tmp_path / "torch" / "clip_scores.csv")
+    _, onnx_rows = read_csv(tmp_path / "onnx" / "clip_scores.csv")
+    assert len(torch_rows["score"]) == N
+    np.testing.assert_allclose(onnx_rows["score"], torch_rows["score"], atol=1e-4)
+    np.testing.assert_allclose(onnx_rows["score_smoothed"], torch_rows["score_smoothed"], atol=1e-4)
+
+
+def test_unknown_runtime_is_a_usage_error(
+    weights: Path, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["detect", str(clip), "--weights", str(weights), "--out", str(tmp_path / "x"), "--runtime", "x"])
+    assert exc.value.code == 2
+    assert "--runtime" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "clip_scores.csv").exists()

@@ -62,6 +62,9 @@ def detect(
     ),
     batch: int = typer.Option(16, "--batch", help="Frames per network batch."),
     device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
+    runtime: str = typer.Option(
+        "torch", "--runtime", help="'torch', or 'onnx' (ONNX Runtime; needs the onnx extra)."
+    ),
     workers: int = typer.Option(
         1, "--workers", help="Processes for a folder of videos (each takes one video at a time)."
     ),
@@ -91,6 +94,7 @@ def detect(
         sigma=sigma,
         batch_size=batch,
         device=device,
+        runtime=runtime,
         workers=workers,
         force=force,
         live_lag=live_lag,
