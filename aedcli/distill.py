@@ -118,6 +118,12 @@ class DistillConfig:
     val_videos:    normal training videos held out for the validation loss and the threshold (0 = none;
                    the threshold then comes from the training videos themselves).
     sigma, percentile: temporal smoothing (frames) and percentile of the stored threshold.
+    adv_warmup:    distillation epochs before the adversarial term joins L_KD (the discriminators train from
+                   the first epoch, so they are ready when it does).
+    lr_d:          the discriminators' Adam learning rate (None = ``lr``, the paper's choice).
+    real_label:    the discriminators' target for teacher maps: 0.9 is one-sided label smoothing (Salimans
+                   et al., 2016), 1.0 the paper's plain form.
+    spectral_norm: spectral normalisation in the discriminators (see :class:`aedcli.student.Discriminator`).
     """
 
     variant: str = "fastaed"
@@ -131,6 +137,10 @@ class DistillConfig:
     lr_step: int = 10
     lr_gamma: float = 0.5
     adv_weight: float = 0.1
+    adv_warmup: int = 0
+    lr_d: float | None = None
+    real_label: float = 0.9
+    spectral_norm: bool = True
     teachers: tuple[str, ...] = ()
     teacher_weights: tuple[float, ...] | None = None
     heads: tuple[str, ...] = HEADS
@@ -144,11 +154,13 @@ class DistillConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for name in ("epochs_pretrain", "epochs", "val_videos", "num_workers"):
+        for name in ("epochs_pretrain", "epochs", "val_videos", "num_workers", "adv_warmup"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{_opt(name)} must be 0 or more, got {getattr(self, name)}.")
         if self.batch < 1:
             raise UsageError(f"--batch must be at least 1, got {self.batch}.")
+        if not 0.5 < self.real_label <= 1.0:
+            raise UsageError(f"--real-label must be above 0.5 and at most 1, got {self.real_label}.")
         bad = [h for h in self.heads if h not in HEADS]
         if bad or not self.heads:
             raise UsageError(
@@ -251,7 +263,7 @@ def missing_targets(targets_dir: Path, teachers: Sequence[str], clips: Sequence[
 
 
 def ensure_teacher_targets(
-    dataset: Dataset, targets_dir: Path, teachers: Sequence[str], *, workers: int = 1
+    dataset: Dataset, targets_dir: Path, teachers: Sequence[str], *, workers: int = 1, progress: bool = True
 ) -> None:
     """Run the teacher pipeline unless every training clip already has a target file per teacher."""
     if not missing_targets(targets_dir, teachers, dataset.train):
@@ -263,7 +275,7 @@ def ensure_teacher_targets(
             f"teacher targets are missing under {targets_dir} and the teacher pipeline is not available; "
             "write the targets there first."
         ) from None
-    ensure_targets(dataset, targets_dir, list(teachers), workers=workers)
+    ensure_targets(dataset, targets_dir, list(teachers), workers=workers, progress=progress)
     still = missing_targets(targets_dir, teachers, dataset.train)
     if still:
         raise AedError(f"teacher target {still[0]} was not written; re-run 'aed distill --stage teachers'.")
@@ -457,12 +469,18 @@ def distill_epoch(
     weights: Sequence[float],
     device: torch.device,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    adv_weight: float | None = None,
 ) -> dict[str, float]:
-    """One epoch of phase 2; returns summed losses and the frame count (averaged by the caller)."""
+    """One epoch of phase 2; returns summed losses and the frame count (averaged by the caller).
+
+    ``adv_weight`` overrides ``cfg.adv_weight`` for this epoch (0 during the adversarial warm-up: the
+    discriminators still learn, the student feels only L_KD).
+    """
     student.train()
     sums = {"kd": 0.0, "adv": 0.0, "d": 0.0}
     frames = 0
     adversarial = bool(discriminators) and not cfg.no_adversarial
+    adv_weight = cfg.adv_weight if adv_weight is None else adv_weight
     for x, (s_t, m_t, l_t) in _batches(loader, spec, device):
         b = len(x)
         maps = student(x)  # StudentMaps: (B,), (B, 4, 4), (B, 16, 16)
@@ -471,20 +489,25 @@ def distill_epoch(
         if adversarial:
             ones = torch.ones(b, device=device)
             for d in discriminators:
-                # Gradients reach the student through D_k, but not D_k's own parameters.
+                # Gradients reach the student through D_k, but not D_k's own parameters; eval mode keeps
+                # the spectral norm's power iteration (a buffer update) for D_k's own step.
                 inner = _unwrap(d)
                 frozen = {n: p.detach() for n, p in inner.named_parameters()}
+                inner.eval()
                 adv = adv + F.binary_cross_entropy_with_logits(
                     functional_call(inner, frozen, tuple(maps)), ones
                 )
-        loss = kd + cfg.adv_weight * adv
+                inner.train()
+        loss = kd + adv_weight * adv
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
         d_loss = torch.zeros(())
         if adversarial and optimizer_d is not None:
-            real_fake = torch.cat([torch.ones(b, device=device), torch.zeros(b, device=device)])
+            real_fake = torch.cat(
+                [torch.full((b,), cfg.real_label, device=device), torch.zeros(b, device=device)]
+            )
             fake = [t.detach() for t in maps]
             d_loss = maps.s.new_zeros(())
             for k, d in enumerate(discriminators):
@@ -606,7 +629,11 @@ class _Run:
         if stage in ("teachers", "distill", "all"):
             if self.env.main:
                 ensure_teacher_targets(
-                    self.dataset, self.out / "targets", self.teachers, workers=target_workers
+                    self.dataset,
+                    self.out / "targets",
+                    self.teachers,
+                    workers=target_workers,
+                    progress=not self.quiet,
                 )
             self.env.barrier()
             self.stages_run.append("teachers")
@@ -713,13 +740,21 @@ class _Run:
         torch.manual_seed(cfg.seed + 1)
         student = Student(student_config(cfg.variant, self.spec.in_channels))
         student.to(env.device, memory_format=memory_format(env.device))
-        discriminators = [] if cfg.no_adversarial else [Discriminator().to(env.device) for _ in self.teachers]
+        discriminators = (
+            []
+            if cfg.no_adversarial
+            else [Discriminator(spectral=cfg.spectral_norm).to(env.device) for _ in self.teachers]
+        )
         optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.lr_gamma)
         # One Adam over all discriminators equals one Adam each: Adam's state is per parameter.
         d_params = [p for d in discriminators for p in d.parameters()]
         optimizer_d = (
-            torch.optim.Adam(d_params, lr=cfg.lr, weight_decay=cfg.weight_decay) if d_params else None
+            torch.optim.Adam(
+                d_params, lr=cfg.lr if cfg.lr_d is None else cfg.lr_d, weight_decay=cfg.weight_decay
+            )
+            if d_params
+            else None
         )
         scheduler_d = (
             torch.optim.lr_scheduler.StepLR(optimizer_d, cfg.lr_step, cfg.lr_gamma) if optimizer_d else None
@@ -776,6 +811,7 @@ class _Run:
                     self.teacher_weights,
                     env.device,
                     progress.step,
+                    adv_weight=0.0 if epoch < cfg.adv_warmup else cfg.adv_weight,
                 )
                 seconds = time.perf_counter() - t0
                 kd, adv, d_loss, frames = env.sum([res["kd"], res["adv"], res["d"], res["frames"]])

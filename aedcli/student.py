@@ -369,13 +369,20 @@ class Discriminator(nn.Module):
     16x16 -> conv 3x3 (1 -> 4), ReLU, max-pool 4; concat the 4x4 map -> conv 3x3 (5 -> 8), ReLU, max-pool 4;
     flatten, concat the 1x1 value -> linear 9 -> 50, LeakyReLU 0.01, linear 50 -> 1. Returns the logit: the
     paper's sigmoid is applied inside the loss (``binary_cross_entropy_with_logits``, numerically stable).
+
+    ``spectral=True`` (the default) puts spectral normalisation (Miyato et al., ICLR 2018) on every layer, so
+    the discriminator is 1-Lipschitz in the maps: the adversarial gradient it sends the student is bounded
+    and cannot grow with it. Without it, student and discriminator can escalate together (the student's
+    unbounded 4x4 / 16x16 maps growing without end); ``spectral=False`` is the paper's plain form.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spectral: bool = True) -> None:
         super().__init__()
-        self.conv_l = nn.Conv2d(1, 4, 3, padding=1)
-        self.conv_m = nn.Conv2d(5, 8, 3, padding=1)
-        self.fc = nn.Sequential(nn.Linear(9, 50), nn.LeakyReLU(0.01), nn.Linear(50, 1))
+        norm = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
+        self.spectral = spectral
+        self.conv_l = norm(nn.Conv2d(1, 4, 3, padding=1))
+        self.conv_m = norm(nn.Conv2d(5, 8, 3, padding=1))
+        self.fc = nn.Sequential(norm(nn.Linear(9, 50)), nn.LeakyReLU(0.01), norm(nn.Linear(50, 1)))
 
     def forward(self, s: torch.Tensor, m: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
         x = F.max_pool2d(F.relu(self.conv_l(l[:, None])), 4)  # (B, 4, 4, 4)

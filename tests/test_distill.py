@@ -288,3 +288,76 @@ def test_two_processes_train_data_parallel_with_gloo(prepared: tuple[Dataset, Pa
 def test_dataset_written_by_the_fixture_reads_back(prepared: tuple[Dataset, Path]) -> None:
     again = load_folder(prepared[0].root)
     assert [c.frame_count for c in again.train] == [10, 10, 10] and again.gray
+
+
+def test_spectral_discriminator_sends_a_bounded_gradient_however_large_its_weights_grow() -> None:
+    torch.manual_seed(0)
+    maps = [torch.rand(8, requires_grad=True), torch.rand(8, 4, 4), torch.rand(8, 16, 16)]
+
+    def input_gradient(d: Discriminator) -> float:
+        d.eval()
+        maps[0].grad = None
+        d(*maps).sum().backward()
+        return float(maps[0].grad.abs().max())  # type: ignore[union-attr]
+
+    for spectral in (True, False):
+        d = Discriminator(spectral=spectral)
+        d.train()
+        for _ in range(20):  # let the power iteration settle
+            d(*[m.detach() for m in maps])
+        before = input_gradient(d)
+        with torch.no_grad():
+            for p in d.parameters():
+                p.mul_(100.0)  # what an escalating adversarial game does to an unconstrained D
+        d.train()
+        for _ in range(20):
+            d(*[m.detach() for m in maps])
+        after = input_gradient(d)
+        if spectral:
+            assert after <= 1.0 + 1e-3 and before <= 1.0 + 1e-3
+        else:
+            assert after > 100 * before
+
+
+def test_adversarial_warmup_trains_the_discriminator_but_not_the_student_through_it(tmp_path: Path) -> None:
+    path = tmp_path / "clip.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 255, (6, 32, 32), dtype=np.uint8))
+    targets = (
+        np.full((6, 1), 0.5, np.float32),
+        np.zeros((6, 1, 4, 4), np.float32),
+        np.zeros((6, 1, 16, 16), np.float32),
+    )
+    loader = torch.utils.data.DataLoader(StackDataset([path], 3, targets), batch_size=3)
+    cfg = tiny(teachers=("a",))
+    spec, cpu = InputSpec(32, 32, 1), torch.device("cpu")
+    students = []
+    for with_d in (True, False):
+        torch.manual_seed(0)
+        student, d = Student(student_config("fastaed-xs", 3)), Discriminator()
+        d_before = [p.clone() for p in d.parameters()]
+        optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+        optimizer_d = torch.optim.Adam(d.parameters(), lr=1e-3)
+        res = distill_epoch(
+            student,
+            [d] if with_d else [],
+            loader,
+            spec,
+            optimizer,
+            optimizer_d,
+            cfg,
+            [1.0],
+            cpu,
+            adv_weight=0.0,
+        )
+        students.append(student)
+        if with_d:
+            assert res["d"] > 0
+            assert any(not torch.equal(a, b) for a, b in zip(d_before, d.parameters(), strict=True))
+    for a, b in zip(students[0].state_dict().values(), students[1].state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("label", [0.5, 1.2])
+def test_real_label_outside_half_to_one_is_a_usage_error(label: float) -> None:
+    with pytest.raises(UsageError, match="--real-label"):
+        tiny(real_label=label)

@@ -141,3 +141,21 @@ def test_loading_a_truncated_target_file_raises_targets_error(tmp_path) -> None:
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(TargetsError):
         load_targets(path)
+
+
+def test_teacher_stage_default_scaling_puts_a_typical_normal_object_at_0_and_the_most_unusual_at_1() -> None:
+    from aedcli.teachers.pipeline import TeachConfig
+
+    cfg = TeachConfig()
+    # Two teachers with very different raw units and skews end on the same scale.
+    for raw in (
+        np.random.default_rng(0).normal(5.0, 2.0, 999),
+        np.random.default_rng(1).exponential(0.01, 999),
+    ):
+        scaler = ScoreScaler.from_training(
+            raw, lo_percentile=cfg.lo_percentile, hi_percentile=cfg.hi_percentile
+        )
+        scaled = scaler.apply(raw)
+        assert np.median(scaled) == pytest.approx(0.0, abs=1e-6)
+        assert scaled.max() == pytest.approx(1.0)
+        assert scaler.apply(np.array([raw.max() * 10]))[0] == pytest.approx(1.0)

@@ -185,13 +185,18 @@ def test_scores_are_float32_per_object_and_empty_batches_score_empty(
 
 def test_fit_is_deterministic_for_a_seed_when_subsampling(data: dict[str, ObjectBatch]) -> None:
     config = VelocityConfig(k=5, max_train=50)
-    subset = ObjectBatch(data["train"].tubes[:100], data["train"].boxes[:100], FRAME, np.arange(100))
+    train = data["train"]
+    halves = [
+        ObjectBatch(train.tubes[i : i + 50], train.boxes[i : i + 50], FRAME, np.arange(50)) for i in (0, 50)
+    ]
     a, b, c = VelocityTeacher(config), VelocityTeacher(config), VelocityTeacher(config)
-    a.fit([subset], seed=3)
-    b.fit([subset], seed=3)
-    c.fit([subset], seed=4)
+    seen: list[tuple[int, int]] = []
+    a.fit(halves, seed=3, progress=lambda done, total: seen.append((done, total)))
+    b.fit(halves, seed=3)
+    c.fit(halves, seed=4)
     np.testing.assert_array_equal(a.score(data["fast"]), b.score(data["fast"]))
     assert not np.array_equal(a.score(data["fast"]), c.score(data["fast"]))
+    assert seen == [(1, 2), (2, 2)]
 
 
 def test_save_and_load_give_identical_scores(

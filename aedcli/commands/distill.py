@@ -65,6 +65,23 @@ def distill(
     no_adversarial: bool = typer.Option(
         False, "--no-adversarial", help="Plain distillation: no discriminators, no adversarial loss."
     ),
+    adv_warmup: int = typer.Option(
+        0,
+        "--adv-warmup",
+        metavar="N",
+        help="Distillation epochs of L_KD alone before the adversarial term joins.",
+    ),
+    lr_d: float | None = typer.Option(
+        None, "--lr-d", help="Discriminators' learning rate (default: --lr).", show_default=False
+    ),
+    real_label: float = typer.Option(
+        0.9, "--real-label", help="Discriminators' target for teacher maps (1.0: no label smoothing)."
+    ),
+    spectral_norm: bool = typer.Option(
+        True,
+        "--spectral-norm/--no-spectral-norm",
+        help="Spectral normalisation in the discriminators (off: the paper's plain form).",
+    ),
     no_pretrain: bool = typer.Option(
         False, "--no-pretrain", help="Skip reconstruction pre-training; distil from random initialisation."
     ),
@@ -110,6 +127,10 @@ def distill(
         teachers=_names(teachers, "--teachers") if teachers else (),
         heads=_names(heads, "--heads"),
         no_adversarial=no_adversarial,
+        adv_warmup=adv_warmup,
+        lr_d=lr_d,
+        real_label=real_label,
+        spectral_norm=spectral_norm,
         no_pretrain=no_pretrain,
         val_videos=val_videos,
         sigma=sigma,

@@ -4,9 +4,12 @@ Method.md section 3: every box is painted with its object's score on a low-resol
 max over the boxes that overlap it, 0 elsewhere); the map volume of a clip is optionally smoothed with a
 small 3D mean filter over (time, height, width); adaptive max-pooling reduces each map to the three targets.
 Scores are scaled to [0, 1] before painting, by default with statistics of the whole training set
-(:class:`ScoreScaler`, ``train``): ``(score - lo) / (hi - lo)`` clipped, with ``lo`` and ``hi`` the min and
-max of the raw scores of all normal training objects (a min-max over the whole training set; other
-percentiles can be set, e.g. to resist training outliers). ``per-video-minmax`` (each clip's own min and
+(:class:`ScoreScaler`, ``train``): ``(score - lo) / (hi - lo)`` clipped, with ``lo`` and ``hi`` percentiles
+of the raw scores of all normal training objects. The teacher stage uses the median and the max
+(``TeachConfig.lo_percentile = 50``, ``hi_percentile = 100``): a typical normal object paints 0, like
+empty background, and the most unusual normal object 1, whatever the teacher's raw units, so the targets of
+different teachers mean the same thing and a student distilled from several of them learns their common
+scale rather than their offsets. ``per-video-minmax`` (each clip's own min and
 max object score, as the paper's lab code does) is available as a labelled option only: it uses statistics
 of the very video being judged.
 

@@ -8,7 +8,8 @@
    there is reused;
 3. **score** every object of every clip, cached with the teacher's fingerprint at
    ``<targets>/<teacher>/raw/<split>/<clip>.npz``;
-4. **scale** raw scores to [0, 1] with statistics of the whole training set (``scaler.json``), or per video
+4. **scale** raw scores to [0, 1] with statistics of the whole training set (``scaler.json``: the median
+   of the normal training objects maps to 0, their max to 1), or per video
    when asked (``per-video-minmax``, a labelled option);
 5. **paint** and write ``<targets>/<teacher>/<split>/<clip>.npz`` (format in :mod:`aedcli.teachers.maps`).
 
@@ -105,7 +106,7 @@ class TeachConfig:
     margin: float = 0.1
     cell: int = 8
     smoothing: int = 3
-    lo_percentile: float = 0.0
+    lo_percentile: float = 50.0
     hi_percentile: float = 100.0
     seed: int = 0
 

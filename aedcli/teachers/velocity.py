@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,9 +217,24 @@ class VelocityTeacher:
         z = (x - self.mean) / self.std
         return torch.from_numpy(z.astype(np.float32)), torch.from_numpy(weight)
 
-    def fit(self, batches: list[ObjectBatch], *, epochs: int | None = None, seed: int = 0) -> dict[str, Any]:
-        """Store standardised features of normal objects; ``epochs`` is ignored (nothing is trained)."""
-        feats = [self.features(b) for b in batches if len(b)]
+    def fit(
+        self,
+        batches: list[ObjectBatch],
+        *,
+        epochs: int | None = None,
+        seed: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Store standardised features of normal objects; ``epochs`` is ignored (nothing is trained).
+
+        ``progress(done, total)`` is called after each batch's features (for a progress bar).
+        """
+        feats = []
+        for done, batch in enumerate(batches, start=1):
+            if len(batch):
+                feats.append(self.features(batch))
+            if progress is not None:
+                progress(done, len(batches))
         if not feats:
             raise ValueError("the velocity teacher needs at least one training object")
         x = np.concatenate(feats)
