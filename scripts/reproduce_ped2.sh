@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Reproduce every UCSD Ped2 number of docs/results.md from a fresh clone and the dataset.
+#
+#   PED2=~/data/ped2 RUNS=runs/ped2 DEVICE=cuda bash scripts/reproduce_ped2.sh
+#
+# PED2    folder holding UCSDped2/ (Train/, Test/, masks, UCSDped2.m)            (default ~/.cache/aed/ped2)
+# RUNS    output folder: teacher targets, one folder per student, JSON reports    (default runs/ped2)
+# DEVICE  where students train: cuda (minutes) or cpu (the paper's 35 + 35 epochs take days on 2 cores)
+# STEPS   any of: teach eval-teachers distill eval-students bench report           (default: all of them)
+# WORKERS processes for teacher scoring and data loading                          (default 4)
+#
+# Steps, each resumable (re-running skips finished work):
+#   teach          teachers a, b and flow trained on Train only; targets for every clip
+#   eval-teachers  each teacher, their mean and the no-learning optical-flow floor on all 2,010 test frames
+#   distill        one shared pre-training (35 epochs), then the student runs below (35 epochs each)
+#   eval-students  every student on all 2,010 test frames
+#   bench          student speed on DEVICE and on the CPU, teachers' speed on the CPU
+#   report         the tables of docs/results.md from the JSON reports (scripts/results_table.py)
+#
+# Student runs (the paper's recipe: fastaed at Ped2's native 240x360, batch 48, Adam 1e-3 / 1e-4):
+#   main        teachers a,b,flow, KD + adversarial                  <- shipped as weights/ped2.pt
+#   kd-only     teachers a,b,flow, KD only (--no-adversarial)
+#   plain-d     teachers a,b,flow, the paper's plain discriminator (--no-spectral-norm --real-label 1)
+#   teacher-a   teacher a alone
+#   a-flow      teachers a and flow
+#   xs          fastaed-xs at 160x240 (its own pre-training), teachers a,b,flow  <- weights/ped2-xs.pt
+# Every protocol choice is printed with each result: all test frames, sigma 3, no per-video normalisation.
+set -euo pipefail
+
+PED2=${PED2:-$HOME/.cache/aed/ped2}
+RUNS=${RUNS:-runs/ped2}
+DEVICE=${DEVICE:-cuda}
+WORKERS=${WORKERS:-4}
+STEPS=${STEPS:-teach eval-teachers distill eval-students bench report}
+AED=${AED:-aed}
+SIGMA=3
+mkdir -p "$RUNS/reports"
+
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+
+declare -A RUN_ARGS=(
+  [main]="--teachers a,b,flow"
+  [kd-only]="--teachers a,b,flow --no-adversarial"
+  [plain-d]="--teachers a,b,flow --no-spectral-norm --real-label 1"
+  [teacher-a]="--teachers a"
+  [a-flow]="--teachers a,flow"
+)
+COMMON=(--dataset ped2 --root "$PED2" --batch 48 --device "$DEVICE" --workers "$WORKERS" --sigma "$SIGMA" -q)
+
+if has teach; then
+  $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets" --teachers a,b,flow --workers "$WORKERS" --quiet
+fi
+
+if has eval-teachers; then
+  for model in teacher-a teacher-b teacher-flow teachers; do
+    $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets" --model "$model" --sigma "$SIGMA" \
+      --json "$RUNS/reports/$model.json"
+  done
+  $AED eval --dataset ped2 --root "$PED2" --baseline flow --sigma "$SIGMA" --json "$RUNS/reports/flow-floor.json"
+fi
+
+# A run folder that shares the pre-training and the frame cache of $1 and the teachers' targets.
+prepare() {
+  local from=$1 run=$2
+  mkdir -p "$RUNS/$run/checkpoints"
+  [[ -e "$RUNS/$run/targets" ]] || ln -s "$(cd "$RUNS" && pwd)/targets" "$RUNS/$run/targets"
+  [[ -e "$RUNS/$run/cache" ]] || ln -s "$(cd "$RUNS/$from" && pwd)/cache" "$RUNS/$run/cache"
+  [[ -e "$RUNS/$run/checkpoints/pretrain.pt" ]] || cp "$RUNS/$from/checkpoints/pretrain.pt" "$RUNS/$run/checkpoints/"
+}
+
+if has distill; then
+  mkdir -p "$RUNS/pretrain"
+  [[ -e "$RUNS/pretrain/targets" ]] || ln -s "$(cd "$RUNS" && pwd)/targets" "$RUNS/pretrain/targets"
+  mkdir -p "$RUNS/pretrain-xs"
+  [[ -e "$RUNS/pretrain-xs/targets" ]] || ln -s "$(cd "$RUNS" && pwd)/targets" "$RUNS/pretrain-xs/targets"
+  $AED distill "${COMMON[@]}" --out "$RUNS/pretrain" --variant fastaed --size 240x360 \
+    --pretrain-epochs 35 --stage pretrain --resume &
+  $AED distill "${COMMON[@]}" --out "$RUNS/pretrain-xs" --variant fastaed-xs --size 160x240 \
+    --pretrain-epochs 35 --stage pretrain --resume &
+  wait
+  pids=()
+  for run in "${!RUN_ARGS[@]}"; do
+    prepare pretrain "$run"
+    # shellcheck disable=SC2086
+    $AED distill "${COMMON[@]}" --out "$RUNS/$run" --variant fastaed --size 240x360 --pretrain-epochs 35 \
+      --epochs 35 ${RUN_ARGS[$run]} --stage distill --resume &
+    pids+=($!)
+  done
+  prepare pretrain-xs xs
+  $AED distill "${COMMON[@]}" --out "$RUNS/xs" --variant fastaed-xs --size 160x240 --pretrain-epochs 35 \
+    --epochs 35 --teachers a,b,flow --stage distill --resume &
+  pids+=($!)
+  for pid in "${pids[@]}"; do wait "$pid"; done
+fi
+
+if has eval-students; then
+  for run in "${!RUN_ARGS[@]}" xs; do
+    $AED eval --dataset ped2 --root "$PED2" --weights "$RUNS/$run/weights.pt" --sigma "$SIGMA" \
+      --json "$RUNS/reports/student-$run.json"
+  done
+fi
+
+if has bench; then
+  for run in main xs; do
+    $AED bench --weights "$RUNS/$run/weights.pt" --device cpu --batch 1,32 --json "$RUNS/reports/bench-$run-cpu.json"
+    if [[ $DEVICE == cuda ]]; then
+      $AED bench --weights "$RUNS/$run/weights.pt" --device cuda --batch 1,32,128 \
+        --json "$RUNS/reports/bench-$run-cuda.json"
+    fi
+  done
+  $AED bench --weights "$RUNS/main/weights.pt" --device cpu --batch 1 --teachers --targets "$RUNS/targets" \
+    --json "$RUNS/reports/bench-teachers.json"
+fi
+
+if has report; then
+  python scripts/results_table.py "$RUNS/reports"
+fi

@@ -1,0 +1,101 @@
+"""Print the Ped2 results tables of docs/results.md from the JSON reports of ``scripts/reproduce_ped2.sh``.
+
+    python scripts/results_table.py runs/ped2/reports
+
+Reads ``teacher-*.json``, ``teachers.json``, ``flow-floor.json`` and ``student-*.json`` (written by
+``aed eval --json``) and ``bench-*.json`` (``aed bench --json``); prints Markdown tables with the protocol
+line the reports carry. Nothing here computes a metric: every number comes from those files.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+TEACHER_ROWS = {
+    "teacher-a": "teacher a (appearance-motion)",
+    "teacher-b": "teacher b (multi-task 3D CNN)",
+    "teacher-flow": "teacher flow (velocity density)",
+    "teachers": "teachers a + b + flow (mean of scaled maps)",
+    "flow-floor": "no-learning floor: 99th-percentile optical flow",
+}
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def metric_row(name: str, report: dict[str, Any]) -> str:
+    cells = [
+        _pct(report.get("micro_auc")),
+        _pct(report.get("macro_auc")),
+        _pct(report.get("macro_auc_padded")),
+        _pct(report.get("rbdc")),
+        _pct(report.get("tbdc")),
+    ]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def metric_table(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out = [
+        "| model | micro AUC | macro AUC (1-class = 1) | macro AUC (padded) | RBDC | TBDC |",
+        "|---|---|---|---|---|---|",
+    ]
+    out += [metric_row(name, report) for name, report in rows]
+    return out
+
+
+def load(folder: Path, stem: str) -> dict[str, Any] | None:
+    path = folder / f"{stem}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    folder = Path(argv[0])
+    if not folder.is_dir():
+        print(f"{folder} is not a folder of reports; run scripts/reproduce_ped2.sh first.", file=sys.stderr)
+        return 1
+    teachers = [(label, r) for stem, label in TEACHER_ROWS.items() if (r := load(folder, stem))]
+    students = [
+        (f"student `{p.stem.removeprefix('student-')}`", json.loads(p.read_text()))
+        for p in sorted(folder.glob("student-*.json"))
+    ]
+    protocols = {r.get("protocol") for _, r in [*teachers, *students] if r.get("protocol")}
+    if teachers:
+        print("### Teachers\n")
+        print("\n".join(metric_table(teachers)) + "\n")
+    if students:
+        print("### Students\n")
+        print("\n".join(metric_table(students)) + "\n")
+    for protocol in sorted(protocols):
+        print(f"Protocol: {protocol}\n")
+    benches = sorted(folder.glob("bench-*.json"))
+    if benches:
+        print("### Speed\n")
+        print("| run | device | precision | batch | model-only fps | end-to-end fps |")
+        print("|---|---|---|---|---|---|")
+        for path in benches:
+            b = json.loads(path.read_text())
+            for batch, fps in b.get("fps_model", {}).items():
+                e2e = b.get("fps_end_to_end")
+                run = path.stem.removeprefix("bench-")
+                print(
+                    f"| {run} | {b.get('device')} | {b.get('precision')} | {batch} "
+                    f"| {fps:,.1f} | {'-' if e2e is None else f'{e2e:,.1f}'} |"
+                )
+            if b.get("teachers_fps") is not None:
+                print(
+                    f"| {path.stem} teachers | cpu | - | - | {b['teachers_fps']:,.1f} (teachers) | "
+                    f"speed-up {b.get('speedup_vs_teachers')} |"
+                )
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

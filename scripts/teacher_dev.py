@@ -1,0 +1,150 @@
+"""Choose the teachers' design options on the synthetic development set, never on a benchmark's test set.
+
+Teacher A sums five calibrated components (appearance and motion reconstruction errors, appearance and
+motion classifier logits, object speed) and the velocity teacher has three switches (slow objects floored
+at the training median or flagged, flow measured over neighbouring or three-frame pairs, perspective
+context on or off). Which of those to use is a design decision; this script makes it on the built-in
+synthetic dataset (:mod:`aedcli.data.synthetic`, generated with its own seed, labels known), so no
+benchmark's test labels are ever looked at to set a default.
+
+For every option the script scores each test object, takes the frame score as the max over the frame's
+objects (0 without objects, no smoothing) and prints the frame-level micro AUC over all synthetic test
+frames. The defaults in ``AppearanceMotionConfig.weights`` and ``VelocityConfig`` are the options marked
+``chosen`` by the rule printed with the table: the highest micro AUC, ties (within 0.005) going to the
+simpler option.
+
+    python scripts/teacher_dev.py --work /tmp/teacher-dev --json teacher_dev.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aedcli.data.clips import Clip, Dataset
+from aedcli.data.synthetic import SyntheticConfig, load_synthetic
+from aedcli.metrics import micro_auc
+from aedcli.teachers.appearance_motion import COMPONENTS, AppearanceMotionTeacher
+from aedcli.teachers.base import TUBE_RADIUS, ObjectBatch
+from aedcli.teachers.objects import concat_batches, iter_object_batches
+from aedcli.teachers.pipeline import TargetPaths, ensure_targets
+from aedcli.teachers.proposals import load_boxes
+from aedcli.teachers.velocity import VelocityConfig, VelocityTeacher
+
+# The development set: larger than the unit tests' default so that every anomaly kind appears twice.
+DEV_SET = SyntheticConfig(seed=7, train_videos=8, test_videos=8, frames=96)
+
+# Options in order of simplicity: on a tie the earlier one wins.
+WEIGHT_OPTIONS: dict[str, dict[str, float]] = {
+    "all five, equal": dict.fromkeys(COMPONENTS, 1.0),
+    "without motion error": {**dict.fromkeys(COMPONENTS, 1.0), "motion_error": 0.0},
+    "speed only": {**dict.fromkeys(COMPONENTS, 0.0), "motion_speed": 1.0},
+    "appearance only": {
+        **dict.fromkeys(COMPONENTS, 0.0),
+        "appearance_error": 1.0,
+        "appearance_class": 1.0,
+    },
+    "motion only (no speed)": {**dict.fromkeys(COMPONENTS, 0.0), "motion_error": 1.0, "motion_class": 1.0},
+}
+
+_NEIGHBOURING = [[TUBE_RADIUS - 1, TUBE_RADIUS], [TUBE_RADIUS, TUBE_RADIUS + 1]]
+VELOCITY_OPTIONS: dict[str, dict[str, Any]] = {
+    "plain: flag slow, neighbouring pairs, no context": {
+        "flag_slow": True,
+        "pairs": _NEIGHBOURING,
+        "context_neighbours": 0,
+    },
+    "floor slow at the median": {"flag_slow": False, "pairs": _NEIGHBOURING, "context_neighbours": 0},
+    "three-frame pairs": {"flag_slow": True, "context_neighbours": 0},
+    "perspective context": {"flag_slow": True, "pairs": _NEIGHBOURING},
+    "floor + three-frame pairs": {"flag_slow": False, "context_neighbours": 0},
+    "floor + three-frame pairs + context": {"flag_slow": False},
+}
+TIE = 0.005
+
+
+def clip_objects(clip: Clip, boxes: list[np.ndarray]) -> ObjectBatch:
+    return concat_batches(list(iter_object_batches(clip.frames(gray=True), boxes, batch_size=512)))
+
+
+def frame_auc(dataset: Dataset, objects: dict[str, ObjectBatch], scores: dict[str, np.ndarray]) -> float:
+    """Micro AUC over all test frames of the per-frame max object score (lowest where a frame has none)."""
+    floor = min((float(s.min()) for s in scores.values() if len(s)), default=0.0) - 1.0
+    labels, frame_scores = {}, {}
+    for clip in dataset.test:
+        per_frame = np.full(clip.frame_count, floor, np.float64)
+        np.maximum.at(per_frame, objects[clip.name].frames, np.asarray(scores[clip.name], np.float64))
+        labels[clip.name] = clip.labels
+        frame_scores[clip.name] = per_frame
+    return micro_auc(labels, frame_scores)
+
+
+def choose(results: dict[str, float]) -> str:
+    best = max(results.values())
+    return next(name for name, auc in results.items() if auc >= best - TIE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", type=Path, default=Path("runs/teacher-dev"), help="working folder")
+    p.add_argument("--json", type=Path, help="also write the table as JSON")
+    args = p.parse_args(argv)
+    os.environ.setdefault("AED_CACHE", str(args.work / "cache"))
+
+    t0 = time.perf_counter()
+    dataset = load_synthetic(DEV_SET)
+    targets = args.work / "targets"
+    ensure_targets(dataset, targets, ["a"], progress=False)  # proposals for every clip, teacher A fitted
+    paths = TargetPaths(targets)
+    boxes = {
+        c.name: load_boxes(paths.boxes(c.split, c.name)).boxes  # type: ignore[union-attr]
+        for c in [*dataset.train, *dataset.test]
+    }
+    test_objects = {c.name: clip_objects(c, boxes[c.name]) for c in dataset.test}
+    train_objects = [clip_objects(c, boxes[c.name]) for c in dataset.train]
+
+    teacher_a = AppearanceMotionTeacher.load(paths.teacher_file("a"))
+    components = {name: teacher_a.score_components(b) for name, b in test_objects.items()}
+
+    table: dict[str, dict[str, float]] = {"teacher a weights": {}, "velocity teacher": {}}
+    for name, weights in WEIGHT_OPTIONS.items():
+        scores = {
+            clip: np.sum([w * comps[k] for k, w in weights.items()], axis=0)
+            for clip, comps in components.items()
+        }
+        table["teacher a weights"][name] = frame_auc(dataset, test_objects, scores)
+    for name, options in VELOCITY_OPTIONS.items():
+        teacher = VelocityTeacher(dataclasses.replace(VelocityConfig(), **options))
+        teacher.fit(train_objects)
+        scores = {clip: teacher.score(b) for clip, b in test_objects.items()}
+        table["velocity teacher"][name] = frame_auc(dataset, test_objects, scores)
+
+    print(
+        f"synthetic development set (seed {DEV_SET.seed}: {len(dataset.train)} train / {len(dataset.test)} "
+        f"test videos of {DEV_SET.frames} frames); frame score = max object score, no smoothing, "
+        f"micro AUC over all {sum(c.frame_count for c in dataset.test)} test frames"
+    )
+    chosen = {}
+    for group, results in table.items():
+        chosen[group] = choose(results)
+        print(f"\n{group}  (rule: highest micro AUC; within {TIE} the earlier, simpler option)")
+        for name, auc in results.items():
+            mark = "  <- chosen" if name == chosen[group] else ""
+            print(f"  {auc:.3f}  {name}{mark}")
+    print(f"\n{time.perf_counter() - t0:.0f} s")
+    if args.json:
+        summary = {"dev_set": dataclasses.asdict(DEV_SET), "micro_auc": table, "chosen": chosen}
+        args.json.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
