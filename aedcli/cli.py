@@ -16,6 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from aedcli import __version__
 from aedcli.commands import register_commands
@@ -56,17 +57,35 @@ register_commands(app)
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``aed`` console script."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("AED_DEBUG") == "1"
+    if not debug:
+        # OpenCV and FFmpeg log their own warnings ("moov atom not found") around aed's one-sentence error;
+        # keep them quiet unless --debug or the user's own setting asks for them. Read when cv2 first logs.
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     try:
         # Outside standalone mode Click returns a command's typer.Exit code instead of exiting.
         code = app(args=argv, standalone_mode=False)
     except AedError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: a path such as "runs [old]/a.mp4" is text, not console markup (which "[/]" would break).
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except MemoryError as exc:
+        if debug:
+            raise
+        # Files being written are discarded (atomic output), so the command can simply be run again.
+        reason = f" ({escape(str(exc))})" if str(exc) else ""
+        err_console.print(
+            f"[bold red]error:[/] aed ran out of memory{reason}; lower --batch or the input size, or free "
+            "some memory, and run the command again.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -274,10 +274,19 @@ def _safe_name(name: str) -> str:
 def _unique_stems(sources: list[str | Path | int]) -> list[str]:
     stems = [source_stem(s) for s in sources]
     # Two videos with one stem (a.mp4, a.avi) keep their extension in the name instead of overwriting.
-    return [
+    named = [
         f"{stem}_{Path(str(s)).suffix.lstrip('.')}" if stems.count(stem) > 1 and Path(str(s)).suffix else stem
         for stem, s in zip(stems, sources, strict=True)
     ]
+    # Names that still collide ("a b.mp4" and "a_b.mp4" are both a_b_mp4) get a number, never a shared file.
+    unique: list[str] = []
+    for name in named:
+        candidate, k = name, 1
+        while candidate in unique:
+            k += 1
+            candidate = f"{name}_{k}"
+        unique.append(candidate)
+    return unique
 
 
 def check_outputs_free(paths: Iterable[OutputPaths], force: bool) -> None:
@@ -593,6 +602,11 @@ def detect_stream(
     video = source if isinstance(source, VideoSource) else _open(source, timeout_s)
     with video:
         info = video.info
+        if outputs.overlay is not None and min(info.width, info.height) < 2:
+            raise UsageError(
+                f"{info.source} is {info.width}x{info.height} pixels, too small for an overlay video (OpenCV "
+                "writes 2x2 and larger); drop --overlay."
+            )
         if info.is_live:
             radius = kernel_radius(sigma)
             if live_lag is not None and not 0 <= live_lag <= radius:
@@ -816,6 +830,13 @@ def _summary(
         notes.append(f"the source reports no frame rate; times assume {fps:g} fps")
     if video.truncated and video.stop_reason:
         notes.append(f"the stream stopped early: {video.stop_reason}")
+    if video.missing_frames:
+        gap = video.missing_frames
+        shown = ", ".join(str(n) for n in gap[:5]) + (", ..." if len(gap) > 5 else "")
+        notes.append(
+            f"the frame folder skips {len(gap)} frame number(s) ({shown}); rows and times count only the "
+            "frames present"
+        )
     provenance = {k: v for k, v in (loaded.provenance or {}).items() if _is_brief(v)}
     return {
         "source": info.source,
@@ -973,6 +994,8 @@ def _check_options(options: DetectOptions) -> None:
         raise UsageError(f"--workers must be 1 or more, not {options.workers}.")
     if options.sigma is not None and not (math.isfinite(options.sigma) and options.sigma >= 0):
         raise UsageError(f"--sigma must be 0 (no smoothing) or more frames, not {options.sigma:g}.")
+    if not (math.isfinite(options.timeout_s) and options.timeout_s > 0):
+        raise UsageError(f"--timeout must be a positive number of seconds, not {options.timeout_s:g}.")
     if options.live_lag is not None and options.live_lag < 0:
         raise UsageError(f"--live-lag must be 0 or more frames, not {options.live_lag}.")
     if options.device not in ("cpu", "cuda") and not options.device.startswith("cuda:"):

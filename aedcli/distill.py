@@ -59,6 +59,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.data import Dataset as TorchDataset
 
+from aedcli.budget import check_distill_budget
 from aedcli.data.clips import Clip, Dataset
 from aedcli.errors import AedError, DatasetError, UsageError
 from aedcli.files import atomic_path, write_json_atomic
@@ -458,6 +459,28 @@ def kd_loss(
     return loss
 
 
+def constant_kd_loss(
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray, np.ndarray],
+    weights: Sequence[float],
+    heads: Sequence[str] = HEADS,
+) -> float:
+    """L_KD on ``val`` of a student that ignores its input and always answers the mean training targets.
+
+    The mean is taken over frames and teachers, per cell (one number at 1x1, a mean 4x4 and a mean 16x16
+    map): the best a single set of heads can do without looking at the video. A student whose validation
+    L_KD does not beat this has not learnt its teachers.
+    """
+    total = 0.0
+    for scale, tr, va in zip(("s", "m", "l"), train, val, strict=True):
+        if scale not in heads or len(tr) == 0 or len(va) == 0:
+            continue
+        mean = tr.mean(axis=(0, 1), dtype=np.float64)  # () or (4, 4) or (16, 16)
+        for k, w in enumerate(weights):
+            total += w * float(np.mean((va[:, k] - mean) ** 2))
+    return total
+
+
 def distill_epoch(
     student: nn.Module,
     discriminators: Sequence[nn.Module],
@@ -626,6 +649,8 @@ class _Run:
         if self.env.main:
             self.out.mkdir(parents=True, exist_ok=True)
         self._check_fresh_start(stage, resume)
+        if stage != "teachers":  # before the teachers run: refuse now, not hours later, when data cannot fit
+            check_distill_budget(self.dataset.train, self.spec, len(self.teachers), self.out, batch=cfg.batch)
         if stage in ("teachers", "distill", "all"):
             if self.env.main:
                 ensure_teacher_targets(
@@ -791,6 +816,7 @@ class _Run:
         if self.val_clips:
             val_targets = read_targets(self.out / "targets", self.teachers, self.val_clips)
             val_set = StackDataset(self._frames(self.val_clips), self.spec.offset, val_targets)
+            val_constant = constant_kd_loss(targets, val_targets, self.teacher_weights, cfg.heads)
         partial_heads = set(cfg.heads) != set(HEADS)
         ddp_student = _wrap(student, env, find_unused=cfg.no_adversarial and partial_heads)
         ddp_ds = [_wrap(d, env) for d in discriminators]
@@ -834,6 +860,7 @@ class _Run:
                         )
                     )
                     row["val_kd"] = vloss / max(vframes, 1)
+                    row["val_kd_constant"] = val_constant
                 scheduler.step()
                 if scheduler_d is not None:
                     scheduler_d.step()
@@ -883,7 +910,15 @@ class _Run:
         total_s = sum(r["seconds"] for r in pre) + sum(r["seconds"] for r in post)
         metrics: dict[str, float] = {}
         if post:
-            metrics |= {k: post[-1][k] for k in ("kd", "adv", "d_loss", "val_kd") if k in post[-1]}
+            keys = ("kd", "adv", "d_loss", "val_kd", "val_kd_constant")
+            metrics |= {k: post[-1][k] for k in keys if k in post[-1]}
+            if "val_kd" in metrics and metrics["val_kd"] >= metrics["val_kd_constant"]:
+                vkd, const = metrics["val_kd"], metrics["val_kd_constant"]
+                print(
+                    f"warning: the student's validation L_KD ({vkd:.4g}) does not beat a constant answer "
+                    f"({const:.4g}): it has not learnt its teachers; train longer or with another --lr.",
+                    file=sys.stderr,
+                )
         if pre:
             metrics |= {f"pretrain_{k}": pre[-1][k] for k in ("loss", "val_loss") if k in pre[-1]}
         provenance = {

@@ -35,6 +35,8 @@ class InputSpec:
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.height < 16 or self.width < 16:
             raise ValueError(f"input size {self.height}x{self.width} is below the minimum of 16x16")
+        if self.offset < 0:
+            raise ValueError(f"the stack offset must be 0 or more frames, got {self.offset}")
 
     @property
     def in_channels(self) -> int:

@@ -338,7 +338,7 @@ class _CaptureSource(VideoSource):
         if expected is not None and self.frames_read < expected - _count_tolerance(expected):
             raise VideoError(
                 f"Video {self.info.source} breaks after frame {self.frames_read} of {expected} (truncated or "
-                f"damaged file); re-encode or re-download it, or read it with on_error='stop'."
+                "damaged file); re-encode or re-download it."
             )
         return None
 

@@ -22,6 +22,7 @@ A weights file is ``torch.save`` of a plain dict holding only tensors and JSON-a
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,11 @@ def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> 
         spec = InputSpec.from_dict(payload["input"])
         sigma = float(payload["scoring"]["sigma"])
         threshold = Threshold.from_dict(payload["threshold"]) if payload.get("threshold") else None
+        # NaN would not fail later: detect would quietly not smooth, or never flag a frame as abnormal.
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"smoothing sigma {sigma:g} is not a finite number of frames >= 0")
+        if threshold is not None and not (math.isfinite(threshold.value) and math.isfinite(threshold.sigma)):
+            raise ValueError(f"threshold {threshold.value:g} at sigma {threshold.sigma:g} is not finite")
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(
             f"weights file {path} has an unreadable student config, input spec or threshold ({exc}); "
@@ -164,6 +170,13 @@ def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> 
             f"weights file {path} holds parameters that do not match its student config (another "
             "architecture or a damaged file); pass a weights.pt written by 'aed distill'."
         ) from None
+    floats = ((k, v) for k, v in state.items() if v.is_floating_point())
+    broken = next((k for k, v in floats if not torch.isfinite(v).all()), None)
+    if broken is not None:
+        raise WeightsError(
+            f"weights file {path} holds NaN or infinite values (in {broken}), so every score would be "
+            "meaningless; use the weights of a run that did not diverge."
+        )
     model.to(map_location).eval()
     return LoadedWeights(
         model=model,

@@ -361,3 +361,31 @@ def test_adversarial_warmup_trains_the_discriminator_but_not_the_student_through
 def test_real_label_outside_half_to_one_is_a_usage_error(label: float) -> None:
     with pytest.raises(UsageError, match="--real-label"):
         tiny(real_label=label)
+
+
+def test_constant_baseline_equals_the_kd_loss_of_a_student_answering_the_mean_training_maps() -> None:
+    from aedcli.distill import constant_kd_loss
+
+    rng = np.random.default_rng(0)
+
+    def targets(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            rng.random((n, 2), dtype=np.float32),
+            rng.random((n, 2, 4, 4), dtype=np.float32),
+            rng.random((n, 2, 16, 16), dtype=np.float32),
+        )
+
+    train, val = targets(50), targets(20)
+    weights = [1.0, 0.5]
+    maps = StudentMaps(
+        torch.full((20,), float(train[0].mean())),
+        torch.from_numpy(train[1].mean(axis=(0, 1))).expand(20, 4, 4),
+        torch.from_numpy(train[2].mean(axis=(0, 1))).expand(20, 16, 16),
+    )
+    expected = kd_loss(maps, *(torch.from_numpy(t) for t in val), weights, ("s", "m", "l"))
+    assert constant_kd_loss(train, val, weights) == pytest.approx(float(expected), rel=1e-5)
+    # a student that reproduces its teachers' mean beats it
+    exact = StudentMaps(*(torch.from_numpy(t.mean(axis=1)) for t in val))
+    assert float(kd_loss(exact, *(torch.from_numpy(t) for t in val), weights, ("s", "m", "l"))) < float(
+        expected
+    )

@@ -255,3 +255,44 @@ def test_teach_command_runs_the_stage_and_prints_a_summary(taught, synthetic, tm
         ["teach", "--dataset", "synthetic", "--out", str(tmp_path), "--normalisation", "zscore", "--quiet"],
     )
     assert bad.exit_code != 0 and isinstance(bad.exception, UsageError)
+
+
+def test_teachers_from_a_folder_of_files_are_used_instead_of_training(taught, synthetic, tmp_path) -> None:
+    src, _ = taught
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    shutil.copy(src / "a" / "teacher.pt", shipped / "a.pt")
+    out = tmp_path / "t"
+    assert pl.install_teacher_files(shipped, out, ["a"]) == ["a"]
+    report = ensure_targets(synthetic, out, ["a"], progress=False, epochs=EPOCHS, config=CONFIG)
+    assert not report.teachers["a"].fitted  # scored with the shipped file, not trained again
+    clip = synthetic.test[0]
+    ours = load_targets(out / "a" / "test" / f"{clip.name}.npz")
+    theirs = load_targets(src / "a" / "test" / f"{clip.name}.npz")
+    np.testing.assert_allclose(ours.s1, theirs.s1, atol=1e-5)
+    # a teacher already in the targets folder is kept
+    assert pl.install_teacher_files(shipped, out, ["a"]) == []
+
+
+def test_teachers_from_refuses_missing_and_pickled_files(tmp_path) -> None:
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    with pytest.raises(UsageError, match=r"a\.pt does not exist"):
+        pl.install_teacher_files(shipped, tmp_path / "t", ["a"])
+    marker = tmp_path / "ran"
+    torch.save({"x": _Payload(str(marker))}, shipped / "a.pt")
+    with pytest.raises(Exception, match="cannot be used"):
+        pl.install_teacher_files(shipped, tmp_path / "t", ["a"])
+    assert not marker.exists() and not (tmp_path / "t" / "a" / "teacher.pt").exists()
+    with pytest.raises(UsageError, match="not a folder"):
+        pl.install_teacher_files(tmp_path / "nowhere", tmp_path / "t", ["a"])
+
+
+class _Payload:
+    """Unpickling this would create a file: a weights-only loader must refuse it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.path, "w"))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import TaskID
 
 
@@ -106,27 +107,29 @@ def detect(
         smoothing = s["smoothing"]
         state = " [yellow](stopped by Ctrl-C)[/]" if result.interrupted else ""
         console.print(
-            f"[bold]{result.source}[/]{state}: {result.frames:,} frames, {len(result.events)} abnormal "
-            f"event(s), {s['fps_end_to_end']:.1f} frames/s end to end",
+            f"[bold]{escape(result.source)}[/]{state}: {result.frames:,} frames, {len(result.events)} "
+            f"abnormal event(s), {s['fps_end_to_end']:.1f} frames/s end to end",
             highlight=False,
             soft_wrap=True,
         )
         console.print(
-            f"  threshold {s['threshold']['value']:.4g} ({s['threshold']['source']}); {smoothing['mode']} "
-            f"smoothing sigma={smoothing['sigma']:g}, delay {smoothing['lag_frames']} frames "
-            f"({smoothing['lag_s']:.2f} s)",
+            f"  threshold {s['threshold']['value']:.4g} ({escape(s['threshold']['source'])}); "
+            f"{smoothing['mode']} smoothing sigma={smoothing['sigma']:g}, delay {smoothing['lag_frames']} "
+            f"frames ({smoothing['lag_s']:.2f} s)",
             highlight=False,
             soft_wrap=True,
         )
         for note in s["notes"]:
-            console.print(f"  [yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+            console.print(f"  [yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         files = ", ".join(p.name for p in result.outputs.files())
-        console.print(f"  wrote {result.outputs.folder}/: {files}", highlight=False, soft_wrap=True)
+        wrote = f"  wrote {result.outputs.folder}/: {files}"
+        console.print(wrote, highlight=False, soft_wrap=True, markup=False)  # paths are text, not markup
 
     with _Progress(console) as progress:
         results = run_detect(source, options, progress=progress.update, on_result=report)
     if weights is None and results:
-        console.print(f"weights: {results[0].summary['weights']['path']} (default)", highlight=False)
+        default = f"weights: {results[0].summary['weights']['path']} (default)"
+        console.print(default, highlight=False, markup=False)
     if any(r.interrupted and not r.summary["live"] for r in results):
         # A file stopped early: its results cover only part of it (SystemExit: the code reaches the shell).
         raise SystemExit(130)

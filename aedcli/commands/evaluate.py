@@ -14,6 +14,7 @@ student weights file (``--weights``), the teachers' cached targets (``--model te
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,14 @@ def eval_command(
         "are used to score clips whose targets are missing.",
         show_default=False,
     ),
+    teachers_from: Path | None = typer.Option(
+        None,
+        "--teachers-from",
+        metavar="DIR",
+        help="Trained teacher files DIR/<teacher>.pt (e.g. weights/ped2-teachers) to score the test set with "
+        "when --targets lacks them; their targets are written to --targets.",
+        show_default=False,
+    ),
     device: str = typer.Option("cpu", "--device", metavar="cpu|cuda", help="Device for the student."),
     batch: int = typer.Option(8, "--batch", min=1, metavar="N", help="Frames per student batch."),
     runtime: str = typer.Option("torch", "--runtime", metavar="torch|onnx", help="Student runtime."),
@@ -129,6 +138,8 @@ def eval_command(
     from aedcli.files import write_json_atomic
 
     baselines = list(baseline or [])
+    if teachers_from is not None:
+        _install_teachers(teachers_from, targets, list(model or []))
     models = _resolve_models(list(model or []), weights, targets, scores, baselines)
     if "student" in models:
         from aedcli.detect import resolve_weights
@@ -149,7 +160,8 @@ def eval_command(
         sources.append(score_dir_source(data, scores, regions))
     if "student" in models:
         assert weights is not None
-        status.print(f"scoring {len(data.test)} test videos with the student {weights} ...", highlight=False)
+        scoring = f"scoring {len(data.test)} test videos with the student {weights} ..."
+        status.print(scoring, highlight=False, markup=False)  # paths are text, not console markup
         sources.append(student_source(data, weights, device=device, batch_size=batch, runtime=runtime))
     teacher_models = [m for m in models if m != "student"]
     if teacher_models:
@@ -168,19 +180,19 @@ def eval_command(
 
     console.print(render_reports(reports))
     for line in protocol_lines(reports):
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
 
     if plots is not None:
         for name, report in reports.items():
             write_plots(report, plots / name.replace(" ", "-"))
-        console.print(f"plots written to {plots}", highlight=False)
+        console.print(f"plots written to {plots}", highlight=False, markup=False)
     if json_out is not None:
         first_name, first = next(iter(reports.items()))
         payload = {"source": first_name, **first.to_json()}
         if len(reports) > 1:
             payload["rows"] = {name: {"source": name, **r.to_json()} for name, r in reports.items()}
         write_json_atomic(json_out, payload)
-        console.print(f"results written to {json_out}", highlight=False)
+        console.print(f"results written to {json_out}", highlight=False, markup=False)
 
 
 def _weights_sigma(weights: Path) -> float:
@@ -217,6 +229,23 @@ def _resolve_models(
     return implied
 
 
+def _install_teachers(source: Path, targets: Path | None, models: list[str]) -> None:
+    """Copy the teacher files that the asked-for teacher rows need from ``source`` into ``targets``."""
+    from aedcli.teachers.pipeline import install_teacher_files
+
+    if targets is None:
+        raise UsageError("--teachers-from needs --targets DIR: the folder to write the teachers' targets to.")
+    if not source.is_dir():
+        raise UsageError(
+            f"--teachers-from {source} is not a folder; give the folder holding <teacher>.pt files."
+        )
+    names = [m.removeprefix("teacher-") for m in models if m.startswith("teacher-")]
+    if "teachers" in models or not models:
+        names.extend(p.stem for p in sorted(source.glob("*.pt")) if p.stem not in names)
+    targets.mkdir(parents=True, exist_ok=True)
+    install_teacher_files(source, targets, names)
+
+
 def _teacher_sources(data: Any, targets: Path, models: list[str], status: Console) -> list[Any]:
     """Rows of the teachers: targets on disk, completed first from teacher files where clips lack them."""
     from aedcli.evaluate import teacher_source
@@ -231,7 +260,8 @@ def _teacher_sources(data: Any, targets: Path, models: list[str], status: Consol
             f"--targets {targets} has no teacher '{needed[0]}'; run 'aed teach --teachers {needed[0]}' first."
         )
     if names:
-        status.print(f"checking the targets of teachers {', '.join(names)} in {targets} ...", highlight=False)
+        checking = f"checking the targets of teachers {', '.join(names)} in {targets} ..."
+        status.print(checking, highlight=False, markup=False)
         ensure_targets(data, targets, names, progress=True)
     return [teacher_source(data, targets, m.removeprefix("teacher-")) for m in models if m != "student"]
 
@@ -256,7 +286,7 @@ def _check_options(
         raise UsageError(
             "--regions needs --scores: regions are evaluated together with the frame scores they belong to."
         )
-    if sigma is not None and sigma < 0:
+    if sigma is not None and not (math.isfinite(sigma) and sigma >= 0):
         raise UsageError(f"--sigma must be 0 (no smoothing) or more frames, not {sigma:g}.")
     if normalisation not in normalisations:
         raise UsageError(

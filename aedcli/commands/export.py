@@ -41,6 +41,7 @@ def export(
         "float32, outputs s, m, l)",
         highlight=False,
         soft_wrap=True,
+        markup=False,
     )
     console.print(
         f"max abs diff vs PyTorch: {report.max_abs_diff:.2e} (s {report.diffs['s']:.1e}, m "

@@ -71,13 +71,20 @@ def teach(
         help="Local TorchScript (.pt) or ONNX (.onnx) detector for --proposals detector; never downloaded.",
         show_default=False,
     ),
+    teachers_from: Path | None = typer.Option(
+        None,
+        "--teachers-from",
+        metavar="DIR",
+        help="Use trained teacher files DIR/<teacher>.pt (e.g. weights/ped2-teachers) instead of training.",
+        show_default=False,
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Train the object-centric teachers on normal training video and write their target maps."""
     from aedcli.data import load_dataset
     from aedcli.teachers import parse_teachers
     from aedcli.teachers.maps import NORMALISATIONS
-    from aedcli.teachers.pipeline import TeachConfig, ensure_targets
+    from aedcli.teachers.pipeline import TeachConfig, ensure_targets, install_teacher_files
     from aedcli.teachers.proposals import ProposalConfig
 
     if normalisation not in NORMALISATIONS:
@@ -94,6 +101,8 @@ def teach(
         max_train_objects=max_objects,
     )
     ds = load_dataset(dataset, root)
+    if teachers_from is not None:
+        install_teacher_files(teachers_from, out, names)
     report = ensure_targets(
         ds,
         out,
@@ -129,4 +138,4 @@ def teach(
             fps,
         )
     console.print(table)
-    console.print(f"targets: {Path(out) / '<teacher>' / '<split>' / '<clip>.npz'}")
+    console.print(f"targets: {Path(out) / '<teacher>' / '<split>' / '<clip>.npz'}", markup=False)

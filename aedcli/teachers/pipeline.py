@@ -55,7 +55,7 @@ from rich.progress import (
 )
 
 from aedcli.errors import AedError, UsageError, WeightsError
-from aedcli.files import save_npz_atomic, write_json_atomic
+from aedcli.files import atomic_path, save_npz_atomic, write_json_atomic
 from aedcli.teachers import COMBINED, TEACHER_CLASSES, parse_teachers, teacher_class
 from aedcli.teachers.base import ObjectBatch
 from aedcli.teachers.maps import (
@@ -601,6 +601,38 @@ def ensure_targets(
 
 
 # ----------------------------------------------------------------------------------------------- reading
+
+
+def install_teacher_files(source: str | Path, targets_dir: str | Path, teachers: list[str]) -> list[str]:
+    """Copy trained teacher files ``source/<name>.pt`` into ``targets_dir/<name>/teacher.pt``.
+
+    Lets a targets folder start from shipped or shared teachers instead of training them: the pipeline then
+    only runs proposals, scoring and painting. A teacher file already in the targets folder is kept (and
+    reported in the returned list only when copied). Files are checked by loading them safely first.
+    """
+    source, paths = Path(source), TargetPaths(Path(targets_dir))
+    if not source.is_dir():
+        raise UsageError(
+            f"--teachers-from {source} is not a folder; give the folder holding <teacher>.pt files."
+        )
+    copied = []
+    for name in parse_teachers(teachers):
+        src, dst = source / f"{name}.pt", paths.teacher_file(name)
+        if dst.exists():
+            continue
+        if not src.is_file():
+            raise UsageError(
+                f"{src} does not exist; --teachers-from needs one <teacher>.pt per teacher asked for."
+            )
+        try:
+            teacher_class(name).load(src)
+        except (WeightsError, OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise WeightsError(f"teacher file {src} cannot be used: {exc}") from None
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dst) as tmp:
+            tmp.write_bytes(src.read_bytes())
+        copied.append(name)
+    return copied
 
 
 def teachers_on_disk(targets_dir: str | Path) -> list[str]:
