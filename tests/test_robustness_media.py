@@ -234,7 +234,7 @@ def test_single_4k_frame_video_is_scored_through_the_shipped_weights(
     assert len(read_rows(tmp_path / "out" / "uhd_scores.csv")) == 1
     summary = strict_json(tmp_path / "out" / "uhd_summary.json")
     assert (summary["video"]["width"], summary["video"]["height"]) == (3840, 2160)
-    assert summary["weights"]["input"]["height"] == 160  # the student saw its own input size
+    assert summary["weights"]["input"]["height"] == load_weights(SHIPPED_WEIGHTS).spec.height  # its own size
 
 
 class _GeneratedSource(VideoSource):
