@@ -1,0 +1,36 @@
+"""The results tables are printed from the committed JSON reports, not typed by hand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "results_table.py"),
+            str(ROOT / "docs" / "results" / "reports"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    readme = (ROOT / "README.md").read_text()
+    assert "| student `main` | 63.4 | 89.3 | 89.6 | 12.3 | 41.5 |" in out
+    assert "| teachers a + b + flow (mean) | 93.4 | 97.3 / 97.4 | 73.5 | 95.6 |" in readme
+    assert "| teachers a + b + flow (mean of scaled maps) | 93.4 | 97.3 | 97.4 | 73.5 | 95.6 |" in out
+    assert "Protocol: ped2 test, all 2,010 frames" in out
+
+
+def test_results_table_explains_a_missing_folder(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "results_table.py"), str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and "reproduce_ped2.sh" in result.stderr
