@@ -23,6 +23,7 @@
 #   plain-d     teachers a,b,flow, the paper's plain discriminator (--no-spectral-norm --real-label 1)
 #   teacher-a   teacher a alone
 #   a-flow      teachers a and flow
+#   flow        teacher flow alone
 #   xs          fastaed-xs at 160x240 (its own pre-training), teachers a,b,flow  <- weights/ped2-xs.pt
 # Every protocol choice is printed with each result: all test frames, sigma 3, no per-video normalisation.
 set -euo pipefail
@@ -44,6 +45,7 @@ declare -A RUN_ARGS=(
   [plain-d]="--teachers a,b,flow --no-spectral-norm --real-label 1"
   [teacher-a]="--teachers a"
   [a-flow]="--teachers a,flow"
+  [flow]="--teachers flow"
 )
 COMMON=(--dataset ped2 --root "$PED2" --batch 48 --device "$DEVICE" --workers "$WORKERS" --sigma "$SIGMA" -q)
 
