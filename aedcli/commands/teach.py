@@ -71,6 +71,12 @@ def teach(
         help="Local TorchScript (.pt) or ONNX (.onnx) detector for --proposals detector; never downloaded.",
         show_default=False,
     ),
+    scale: str = typer.Option(
+        "50,100",
+        "--scale-percentiles",
+        metavar="LO,HI",
+        help="Percentiles of the normal training objects' scores that map to 0 and 1 (0,100: min-max).",
+    ),
     teachers_from: Path | None = typer.Option(
         None,
         "--teachers-from",
@@ -96,9 +102,12 @@ def teach(
             "--detector is only used with --proposals detector; add that option or drop --detector."
         )
     names = parse_teachers(teachers)
+    lo, hi = _percentiles(scale)
     cfg = TeachConfig(
         proposals=ProposalConfig(method=proposals, detector=str(detector) if detector else None),
         max_train_objects=max_objects,
+        lo_percentile=lo,
+        hi_percentile=hi,
     )
     ds = load_dataset(dataset, root)
     if teachers_from is not None:
@@ -139,3 +148,14 @@ def teach(
         )
     console.print(table)
     console.print(f"targets: {Path(out) / '<teacher>' / '<split>' / '<clip>.npz'}", markup=False)
+
+
+def _percentiles(text: str) -> tuple[float, float]:
+    """'50,100' -> (50.0, 100.0); a usage error unless 0 <= LO < HI <= 100."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--scale-percentiles takes LO,HI such as 50,100, got {text!r}.") from None
+    if not 0 <= lo < hi <= 100:
+        raise UsageError(f"--scale-percentiles needs 0 <= LO < HI <= 100, got {text!r}.")
+    return lo, hi
