@@ -456,6 +456,16 @@ def test_ped2_test_clip_scores_equal_the_eval_scoring_path(weights: Path, tmp_pa
 def test_ctrl_c_stops_reading_and_completes_every_output_for_the_frames_scored(
     weights: Path, tmp_path: Path
 ) -> None:
+    # As in a terminal: a job started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and detection then rightly leaves SIGINT alone.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_completes_outputs(weights, tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_completes_outputs(weights: Path, tmp_path: Path) -> None:
     loaded = load_weights(weights)
     source = FakeSource(lambda i: scene(i)[:, :, 0], 10_000, live=False)
     outputs = OutputPaths.plan(tmp_path, "long", overlay=True, plot=True)
