@@ -60,7 +60,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.data import Dataset as TorchDataset
 
 from aedcli.budget import check_distill_budget
-from aedcli.data.clips import Clip, Dataset
+from aedcli.data.clips import Clip, Dataset, sped_up
 from aedcli.errors import AedError, DatasetError, UsageError
 from aedcli.files import atomic_path, write_json_atomic
 from aedcli.inputs import InputSpec
@@ -80,6 +80,7 @@ from aedcli.weights import save_weights
 Stage = Literal["teachers", "pretrain", "distill", "all"]
 STAGES: tuple[str, ...] = ("teachers", "pretrain", "distill", "all")
 HEADS: tuple[str, ...] = ("s", "m", "l")
+SELECTIONS: tuple[str, ...] = ("last", "val")
 DEFAULT_TEACHERS: tuple[str, ...] = ("a", "b")
 """Used when no teachers are named and the teacher pipeline does not declare its own defaults."""
 
@@ -125,6 +126,13 @@ class DistillConfig:
     real_label:    the discriminators' target for teacher maps: 0.9 is one-sided label smoothing (Salimans
                    et al., 2016), 1.0 the paper's plain form.
     spectral_norm: spectral normalisation in the discriminators (see :class:`aedcli.student.Discriminator`).
+    clip_grad:     the student's gradient norm is clipped to this before each step (0 = no clipping). Without
+                   it, a single bad batch late in training can throw a CPU run at a raised --lr off for good.
+    select:        which epoch's student is written: ``last``, or ``val``, the epoch with the lowest
+                   validation L_KD (normal training video held out; never test data). Needs --val-videos.
+    speedups:      pseudo-anomalies: each training (and validation) video is also played this many times
+                   faster (:func:`aedcli.data.clips.sped_up`), the teachers score those clips like any other,
+                   and the student learns from both (empty = normal video only, the paper's recipe).
     """
 
     variant: str = "fastaed"
@@ -142,6 +150,9 @@ class DistillConfig:
     lr_d: float | None = None
     real_label: float = 0.9
     spectral_norm: bool = True
+    clip_grad: float = 1.0
+    select: str = "last"
+    speedups: tuple[int, ...] = ()
     teachers: tuple[str, ...] = ()
     teacher_weights: tuple[float, ...] | None = None
     heads: tuple[str, ...] = HEADS
@@ -175,6 +186,17 @@ class DistillConfig:
             )
         if self.device not in ("cpu", "cuda"):
             raise UsageError(f"--device must be cpu or cuda, got {self.device!r}.")
+        if any(k < 2 for k in self.speedups) or len(set(self.speedups)) != len(self.speedups):
+            raise UsageError(
+                "--speedups takes distinct whole factors of 2 or more, got "
+                f"{','.join(map(str, self.speedups))}."
+            )
+        if not (math.isfinite(self.clip_grad) and self.clip_grad >= 0):
+            raise UsageError(f"--clip-grad must be 0 (off) or a positive norm, got {self.clip_grad}.")
+        if self.select not in SELECTIONS:
+            raise UsageError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}.")
+        if self.select == "val" and self.val_videos == 0:
+            raise UsageError("--select val needs held-out videos; pass --val-videos 1 or more.")
         if self.variant not in VARIANTS:
             raise UsageError(f"--variant {self.variant!r} is unknown; choose one of {', '.join(VARIANTS)}.")
 
@@ -184,7 +206,7 @@ class DistillConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DistillConfig:
         kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
-        for key in ("size", "teachers", "teacher_weights", "heads"):
+        for key in ("size", "teachers", "teacher_weights", "heads", "speedups"):
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])
         return cls(**kw)
@@ -264,10 +286,18 @@ def missing_targets(targets_dir: Path, teachers: Sequence[str], clips: Sequence[
 
 
 def ensure_teacher_targets(
-    dataset: Dataset, targets_dir: Path, teachers: Sequence[str], *, workers: int = 1, progress: bool = True
+    dataset: Dataset,
+    targets_dir: Path,
+    teachers: Sequence[str],
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    extra: Sequence[Clip] = (),
 ) -> None:
-    """Run the teacher pipeline unless every training clip already has a target file per teacher."""
-    if not missing_targets(targets_dir, teachers, dataset.train):
+    """Run the teacher pipeline unless every training clip (and ``extra`` clip, e.g. sped-up training video)
+    already has a target file per teacher."""
+    needed = [*dataset.train, *extra]
+    if not missing_targets(targets_dir, teachers, needed):
         return
     try:
         from aedcli.teachers.pipeline import ensure_targets
@@ -276,8 +306,8 @@ def ensure_teacher_targets(
             f"teacher targets are missing under {targets_dir} and the teacher pipeline is not available; "
             "write the targets there first."
         ) from None
-    ensure_targets(dataset, targets_dir, list(teachers), workers=workers, progress=progress)
-    still = missing_targets(targets_dir, teachers, dataset.train)
+    ensure_targets(dataset, targets_dir, list(teachers), workers=workers, progress=progress, extra=extra)
+    still = missing_targets(targets_dir, teachers, needed)
     if still:
         raise AedError(f"teacher target {still[0]} was not written; re-run 'aed distill --stage teachers'.")
 
@@ -322,7 +352,9 @@ class StackDataset(TorchDataset):
     """Every frame of some clips as a (t, t-3, t+3) stack of prepared uint8 frames, with its targets.
 
     Item i -> ``(stack (3, H, W[, C]) uint8,)`` or ``(stack, s (K,), m (K, 4, 4), l (K, 16, 16))``. The
-    frame caches are memory-mapped lazily, so DataLoader workers each open their own.
+    frame caches are memory-mapped lazily, so DataLoader workers each open their own. ``steps[c]`` = k > 1
+    reads clip c sped up k times (:func:`aedcli.data.clips.sped_up`) from its normal-speed cache: frames
+    0, k, 2k, ... as (t, t-3k, t+3k) stacks, in the order of the sped-up clip's targets.
     """
 
     def __init__(
@@ -330,12 +362,17 @@ class StackDataset(TorchDataset):
         frame_paths: Sequence[Path],
         offset: int,
         targets: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        steps: Sequence[int] | None = None,
     ) -> None:
         self.frame_paths = list(frame_paths)
         self.offset = offset
+        self.steps = list(steps) if steps is not None else [1] * len(self.frame_paths)
+        if len(self.steps) != len(self.frame_paths):
+            raise ValueError(f"{len(self.steps)} steps for {len(self.frame_paths)} clips")
         lengths = [int(np.load(p, mmap_mode="r").shape[0]) for p in self.frame_paths]
-        self.clip_of = np.repeat(np.arange(len(lengths)), lengths)  # (M,)
-        self.t_of = np.concatenate([np.arange(n) for n in lengths]) if lengths else np.zeros(0, np.int64)
+        times = [np.arange(0, n, k) for n, k in zip(lengths, self.steps, strict=True)]
+        self.clip_of = np.repeat(np.arange(len(lengths)), [len(t) for t in times])  # (M,)
+        self.t_of = np.concatenate(times) if lengths else np.zeros(0, np.int64)
         self.lengths = lengths
         self.targets = targets
         if targets is not None and len(targets[0]) != len(self.clip_of):
@@ -350,9 +387,8 @@ class StackDataset(TorchDataset):
             self._frames = [np.load(p, mmap_mode="r") for p in self.frame_paths]
         c, t = int(self.clip_of[i]), int(self.t_of[i])
         frames = self._frames[c]
-        stack = np.stack(
-            [frames[j] for j in stack_indices(t, self.lengths[c], self.offset)]
-        )  # (3, H, W[, C])
+        offset = self.offset * self.steps[c]
+        stack = np.stack([frames[j] for j in stack_indices(t, self.lengths[c], offset)])  # (3, H, W[, C])
         if self.targets is None:
             return (stack,)
         s, m, l = self.targets  # noqa: E741
@@ -500,7 +536,7 @@ def distill_epoch(
     discriminators still learn, the student feels only L_KD).
     """
     student.train()
-    sums = {"kd": 0.0, "adv": 0.0, "d": 0.0}
+    sums = {"kd": 0.0, "adv": 0.0, "d": 0.0, "grad_norm": 0.0}
     frames = 0
     adversarial = bool(discriminators) and not cfg.no_adversarial
     adv_weight = cfg.adv_weight if adv_weight is None else adv_weight
@@ -524,6 +560,8 @@ def distill_epoch(
         loss = kd + adv_weight * adv
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        limit = cfg.clip_grad if cfg.clip_grad > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(student.parameters(), limit)  # the norm before clipping
         optimizer.step()
 
         d_loss = torch.zeros(())
@@ -550,6 +588,7 @@ def distill_epoch(
         sums["kd"] += kd.item() * b
         sums["adv"] += adv.item() * b
         sums["d"] += d_loss.item() * b
+        sums["grad_norm"] += float(norm) * b
         frames += b
         if on_step is not None:
             live = {"kd": sums["kd"] / frames}
@@ -631,9 +670,12 @@ class _Run:
         self.teacher_weights = tuple(cfg.teacher_weights or (1.0,) * len(self.teachers))
         self.spec = _input_spec(dataset, cfg)
         self.val_clips, self.train_clips = split_validation(dataset.train, cfg.val_videos)
+        self.train_fast = [sped_up(c, k) for k in cfg.speedups for c in self.train_clips]
+        self.val_fast = [sped_up(c, k) for k in cfg.speedups for c in self.val_clips]
         self.ckpt_dir = out / "checkpoints"
         self.history: dict[str, list[dict[str, float]]] = {"pretrain": [], "distill": []}
         self.stages_run: list[str] = []
+        self.best: tuple[int, float] = (0, math.inf)  # (epoch, validation L_KD) for --select val
         self._frame_paths: dict[str, Path] | None = None
         self.env = _init_distributed(cfg.device)
         self.quiet = quiet or not self.env.main
@@ -659,6 +701,7 @@ class _Run:
                     self.teachers,
                     workers=target_workers,
                     progress=not self.quiet,
+                    extra=[*self.train_fast, *self.val_fast],
                 )
             self.env.barrier()
             self.stages_run.append("teachers")
@@ -797,6 +840,7 @@ class _Run:
             torch.set_rng_state(state["rng"])
             start, elapsed = int(state["epoch"]), float(state["elapsed_s"])
             self.history = state["history"]
+            self.best = (int(state.get("best_epoch", 0)), float(state.get("best_val", math.inf)))
         elif not cfg.no_pretrain:
             pre = self._load_checkpoint("pretrain", keys=("variant", "size", "val_videos"))
             if pre is None or int(pre["epoch"]) < cfg.epochs_pretrain:
@@ -808,14 +852,20 @@ class _Run:
             student.load_state_dict(pre["student"])  # encoder + transformer trained; heads as initialised
             self.history = pre["history"]
         if start >= cfg.epochs:
-            return student
+            return self._selected(student)
 
-        targets = read_targets(self.out / "targets", self.teachers, self.train_clips)
-        train_set = StackDataset(self._frames(self.train_clips), self.spec.offset, targets)
+        train_clips = [*self.train_clips, *self.train_fast]
+        targets = read_targets(self.out / "targets", self.teachers, train_clips)
+        train_set = StackDataset(
+            self._frames(train_clips), self.spec.offset, targets, [c.step for c in train_clips]
+        )
         val_set = None
         if self.val_clips:
-            val_targets = read_targets(self.out / "targets", self.teachers, self.val_clips)
-            val_set = StackDataset(self._frames(self.val_clips), self.spec.offset, val_targets)
+            val_clips = [*self.val_clips, *self.val_fast]
+            val_targets = read_targets(self.out / "targets", self.teachers, val_clips)
+            val_set = StackDataset(
+                self._frames(val_clips), self.spec.offset, val_targets, [c.step for c in val_clips]
+            )
             val_constant = constant_kd_loss(targets, val_targets, self.teacher_weights, cfg.heads)
         partial_heads = set(cfg.heads) != set(HEADS)
         ddp_student = _wrap(student, env, find_unused=cfg.no_adversarial and partial_heads)
@@ -840,9 +890,16 @@ class _Run:
                     adv_weight=0.0 if epoch < cfg.adv_warmup else cfg.adv_weight,
                 )
                 seconds = time.perf_counter() - t0
-                kd, adv, d_loss, frames = env.sum([res["kd"], res["adv"], res["d"], res["frames"]])
+                kd, adv, d_loss, norm, frames = env.sum(
+                    [res["kd"], res["adv"], res["d"], res["grad_norm"], res["frames"]]
+                )
                 n = max(frames, 1)
-                row = {"epoch": epoch + 1, "kd": kd / n, "lr": scheduler.get_last_lr()[0]}
+                row = {
+                    "epoch": epoch + 1,
+                    "kd": kd / n,
+                    "lr": scheduler.get_last_lr()[0],
+                    "grad_norm": norm / n,
+                }
                 if discriminators:
                     row |= {"adv": adv / n, "loss": (kd + cfg.adv_weight * adv) / n, "d_loss": d_loss / n}
                 if val_set is not None:
@@ -871,11 +928,16 @@ class _Run:
                     "frames_per_s": frames / max(seconds, 1e-9),
                 }
                 self.history["distill"].append(row)
+                if cfg.select == "val" and row["val_kd"] < self.best[1]:
+                    self.best = (epoch + 1, row["val_kd"])
+                    self._save_best(student)
                 self._save_checkpoint(
                     "distill",
                     {
                         "epoch": epoch + 1,
                         "elapsed_s": elapsed,
+                        "best_epoch": self.best[0],
+                        "best_val": self.best[1],
                         "student": student.state_dict(),
                         "discriminators": [d.state_dict() for d in discriminators],
                         "optimizer": optimizer.state_dict(),
@@ -885,6 +947,29 @@ class _Run:
                     },
                 )
                 progress.summary("distill", row)
+        return self._selected(student)
+
+    def _save_best(self, student: Student) -> None:
+        """The student of the best validation epoch so far, to ``checkpoints/best.pt`` (rank 0)."""
+        if self.env.main:
+            with atomic_path(self.ckpt_dir / "best.pt") as tmp:
+                torch.save(
+                    {"epoch": self.best[0], "val_kd": self.best[1], "student": student.state_dict()}, tmp
+                )
+
+    def _selected(self, student: Student) -> Student:
+        """``student`` (the last epoch's) or, with ``--select val``, the best validation epoch's."""
+        if self.cfg.select != "val" or self.best[0] == 0:
+            return student
+        path = self.ckpt_dir / "best.pt"
+        try:
+            best = torch.load(path, weights_only=True, map_location=self.env.device)
+            student.load_state_dict(best["student"])
+        except Exception:
+            raise AedError(
+                f"{path} (the best validation epoch's student) is unreadable; delete the run's checkpoints "
+                "or choose another --out."
+            ) from None
         return student
 
     # -- after training ----------------------------------------------------------------------------------
@@ -911,7 +996,8 @@ class _Run:
         metrics: dict[str, float] = {}
         if post:
             keys = ("kd", "adv", "d_loss", "val_kd", "val_kd_constant")
-            metrics |= {k: post[-1][k] for k in keys if k in post[-1]}
+            chosen = post[self.best[0] - 1] if cfg.select == "val" and self.best[0] else post[-1]
+            metrics |= {k: chosen[k] for k in keys if k in chosen}
             if "val_kd" in metrics and metrics["val_kd"] >= metrics["val_kd_constant"]:
                 vkd, const = metrics["val_kd"], metrics["val_kd_constant"]
                 print(
@@ -926,11 +1012,17 @@ class _Run:
             "command": self.command,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "epochs": {"pretrain": len(pre), "distill": len(post)},
-            "selection": "weights of the last epoch (no checkpoint selection, no test data)",
+            "selection": (
+                f"weights of epoch {self.best[0]} of {len(post)}, the lowest validation L_KD on the held-out "
+                "normal training videos (no test data)"
+                if cfg.select == "val" and self.best[0]
+                else "weights of the last epoch (no checkpoint selection, no test data)"
+            ),
             "training_seconds": total_s,
             "train_videos": [c.name for c in self.train_clips],
             "val_videos": [c.name for c in self.val_clips],
             "train_frames": int(sum(c.frame_count for c in self.train_clips)),
+            "pseudo_anomaly_frames": int(sum(c.frame_count for c in self.train_fast)),
             "teachers": list(self.teachers),
             "teacher_weights": list(self.teacher_weights),
             "distill_config": cfg.to_dict(),
@@ -961,7 +1053,7 @@ class _Run:
                 cache_frames(self.dataset.train, spec, cache)
             self.env.barrier()
             self._frame_paths = {c.name: cache / f"{c.name}.npy" for c in self.dataset.train}
-        return [self._frame_paths[c.name] for c in clips]
+        return [self._frame_paths[c.source or c.name] for c in clips]
 
     def _loader(self, data: StackDataset, epoch: int, shuffle: bool = False) -> DataLoader:
         env = self.env

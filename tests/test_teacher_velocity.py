@@ -226,3 +226,41 @@ def test_load_refuses_another_teachers_file(tmp_path: Path) -> None:
     torch.save({"format": "aed-teacher-multitask", "version": 1}, tmp_path / "b.pt")
     with pytest.raises(WeightsError, match="not 'aed-teacher-velocity'"):
         VelocityTeacher.load(tmp_path / "b.pt")
+
+
+def _with_video(batch: ObjectBatch, video: int) -> ObjectBatch:
+    return ObjectBatch(batch.tubes, batch.boxes, batch.frame_size, batch.frames, video=video)
+
+
+def test_a_training_video_is_scored_against_the_other_videos_only(data: dict[str, ObjectBatch]) -> None:
+    # Two training videos. Scored as video 0, an object of video 0 must get exactly the score a teacher
+    # fitted on video 1 alone gives it; scored as an unknown video it finds itself in the bank (distance 0).
+    train = data["train"]
+    first = ObjectBatch(train.tubes[:100], train.boxes[:100], FRAME, np.arange(100), video=0)
+    second = ObjectBatch(train.tubes[100:], train.boxes[100:], FRAME, np.arange(100), video=1)
+    both = VelocityTeacher(VelocityConfig(k=5))
+    stats = both.fit([first, second])
+    alone = VelocityTeacher(VelocityConfig(k=5))
+    alone.fit([second])
+    alone.mean, alone.std, alone.median = both.mean, both.std, both.median  # the same standardisation
+    alone.bank = both.bank[100:]
+    held_out = both.score(first)
+    np.testing.assert_allclose(held_out, alone.score(_with_video(first, -1)), rtol=1e-5)
+    in_sample = both.score(_with_video(first, -1))
+    # Leaving objects out can only lengthen the distances, and each object's own distance of 0 is gone.
+    assert stats["held_out_videos"] and (held_out >= in_sample - 1e-6).all()
+    assert float(np.median(held_out)) > 1.2 * float(np.median(in_sample))
+
+
+def test_held_out_scoring_survives_save_and_load(tmp_path: Path, data: dict[str, ObjectBatch]) -> None:
+    train = data["train"]
+    halves = [
+        _with_video(ObjectBatch(train.tubes[i::2], train.boxes[i::2], FRAME, np.arange(100)), i)
+        for i in (0, 1)
+    ]
+    teacher = VelocityTeacher(VelocityConfig(k=5))
+    teacher.fit(halves)
+    teacher.save(tmp_path / "flow.pt")
+    loaded = VelocityTeacher.load(tmp_path / "flow.pt")
+    np.testing.assert_array_equal(loaded.score(halves[0]), teacher.score(halves[0]))
+    np.testing.assert_array_equal(loaded.score(data["fast"]), teacher.score(data["fast"]))

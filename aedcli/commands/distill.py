@@ -83,6 +83,24 @@ def distill(
         "--spectral-norm/--no-spectral-norm",
         help="Spectral normalisation in the discriminators (off: the paper's plain form).",
     ),
+    clip_grad: float = typer.Option(
+        1.0, "--clip-grad", metavar="NORM", help="Clip the student's gradient norm to this (0: off)."
+    ),
+    select: str = typer.Option(
+        "last",
+        "--select",
+        metavar="last|val",
+        help="Write the last epoch's student, or the epoch with the lowest validation L_KD (held-out "
+        "normal training video).",
+    ),
+    speedups: str | None = typer.Option(
+        None,
+        "--speedups",
+        metavar="K,K",
+        help="Pseudo-anomalies: also learn from the training videos played K times faster, scored by the "
+        "teachers (e.g. 2,3; default: none, the paper's recipe).",
+        show_default=False,
+    ),
     no_pretrain: bool = typer.Option(
         False, "--no-pretrain", help="Skip reconstruction pre-training; distil from random initialisation."
     ),
@@ -133,6 +151,9 @@ def distill(
         lr_d=lr_d,
         real_label=real_label,
         spectral_norm=spectral_norm,
+        clip_grad=clip_grad,
+        select=select,
+        speedups=parse_factors(speedups) if speedups else (),
         no_pretrain=no_pretrain,
         val_videos=val_videos,
         sigma=sigma,
@@ -171,6 +192,14 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
         raise UsageError(f"--size takes height x width in pixels such as 240x360, got {text!r}.")
     return int(parts[0]), int(parts[1])
+
+
+def parse_factors(text: str) -> tuple[int, ...]:
+    """'2,3' -> (2, 3) for --speedups."""
+    names = _names(text, "--speedups")
+    if not all(n.isdigit() for n in names):
+        raise UsageError(f"--speedups takes whole numbers such as 2,3, got {text!r}.")
+    return tuple(int(n) for n in names)
 
 
 def _names(text: str, option: str) -> tuple[str, ...]:

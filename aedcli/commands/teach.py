@@ -84,10 +84,20 @@ def teach(
         help="Use trained teacher files DIR/<teacher>.pt (e.g. weights/ped2-teachers) instead of training.",
         show_default=False,
     ),
+    speedups: str | None = typer.Option(
+        None,
+        "--speedups",
+        metavar="K,K",
+        help="Also score the training videos played K times faster (the pseudo-anomalies of "
+        "'aed distill --speedups').",
+        show_default=False,
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Train the object-centric teachers on normal training video and write their target maps."""
+    from aedcli.commands.distill import parse_factors
     from aedcli.data import load_dataset
+    from aedcli.data.clips import sped_up
     from aedcli.teachers import parse_teachers
     from aedcli.teachers.maps import NORMALISATIONS
     from aedcli.teachers.pipeline import TeachConfig, ensure_targets, install_teacher_files
@@ -103,6 +113,9 @@ def teach(
         )
     names = parse_teachers(teachers)
     lo, hi = _percentiles(scale)
+    factors = parse_factors(speedups) if speedups else ()
+    if any(k < 2 for k in factors):
+        raise UsageError(f"--speedups takes whole factors of 2 or more, got {speedups!r}.")
     cfg = TeachConfig(
         proposals=ProposalConfig(method=proposals, detector=str(detector) if detector else None),
         max_train_objects=max_objects,
@@ -121,6 +134,7 @@ def teach(
         progress=not quiet,
         epochs=epochs,
         config=cfg,
+        extra=[sped_up(c, k) for k in dict.fromkeys(factors) for c in ds.train],
     )
 
     console = Console()

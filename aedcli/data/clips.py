@@ -6,8 +6,9 @@ when :meth:`Clip.frames` / :meth:`Clip.masks` are iterated, one frame at a time.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -30,7 +31,8 @@ class Clip:
 
     ``labels`` is ``(frame_count,) uint8`` with 1 for abnormal frames, or ``None`` when the clip has no
     ground truth (training clips, unlabelled footage). ``masks_path`` and ``mask_kind`` locate optional
-    per-pixel ground truth.
+    per-pixel ground truth. ``step`` > 1 plays the video that many times faster (every ``step``-th frame;
+    see :func:`sped_up`), and ``source`` then names the clip it was made from.
     """
 
     name: str
@@ -40,6 +42,8 @@ class Clip:
     labels: np.ndarray | None = field(default=None, compare=False, repr=False)
     masks_path: Path | None = None
     mask_kind: MaskKind | None = None
+    step: int = 1
+    source: str | None = None
 
     def __post_init__(self) -> None:
         if self.labels is not None:
@@ -54,6 +58,8 @@ class Clip:
             )
         if (self.masks_path is None) != (self.mask_kind is None):
             raise ValueError("masks_path and mask_kind must be given together")
+        if self.step < 1:
+            raise ValueError(f"step must be 1 or more, got {self.step}")
 
     @property
     def has_labels(self) -> bool:
@@ -65,7 +71,8 @@ class Clip:
 
     def frames(self, gray: bool | None = None) -> Iterator[np.ndarray]:
         """Stream the clip's frames (``uint8``; ``gray`` as in :func:`aedcli.video.iter_frames`)."""
-        return iter_frames(self.path, gray=gray)
+        frames = iter_frames(self.path, gray=gray)
+        return frames if self.step == 1 else itertools.islice(frames, 0, None, self.step)
 
     def masks(self) -> Iterator[np.ndarray] | None:
         """Stream ``(H, W) bool`` pixel masks, one per frame, or return ``None`` when the clip has none."""
@@ -78,6 +85,30 @@ class Clip:
         if self.mask_kind == "npy":
             return gt.iter_pixel_mask_npy(self.masks_path, video=self.name)
         raise ValueError(f"unknown mask kind {self.mask_kind!r}")
+
+
+def sped_up(clip: Clip, step: int) -> Clip:
+    """``clip`` played ``step`` times faster: every ``step``-th frame, named ``<name>_x<step>``.
+
+    Everything in it moves ``step`` times faster than in the recording, so a sped-up normal training video
+    is a *pseudo-anomaly*: the teachers score its objects like any others, and the student learns from
+    those targets what unusually fast motion looks like. Frame ``j`` of the result is frame ``j * step`` of
+    ``clip``. Labels and masks are dropped (sped-up clips are made from normal training video only).
+    """
+    if step < 2:
+        raise ValueError(f"a speed-up needs step 2 or more, got {step}")
+    if clip.step != 1:
+        raise ValueError(f"clip '{clip.name}' is already sped up")
+    return replace(
+        clip,
+        name=f"{clip.name}_x{step}",
+        frame_count=-(-clip.frame_count // step),
+        labels=None,
+        masks_path=None,
+        mask_kind=None,
+        step=step,
+        source=clip.name,
+    )
 
 
 @dataclass(frozen=True)

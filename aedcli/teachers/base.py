@@ -31,12 +31,16 @@ class ObjectBatch:
     boxes:      (N, 4) float32 [x0, y0, x1, y1] of the object in source-frame pixels at frame t.
     frame_size: (height, width) of the source frames, so geometry-aware teachers can normalise boxes.
     frames:     (N,) int64 index of frame t in its clip.
+    video:      index of the normal training video the objects come from (or were derived from), -1 for
+                any other video. A teacher that keeps its training objects (the velocity teacher) leaves
+                that video out when scoring, so a training object is never judged against itself.
     """
 
     tubes: np.ndarray
     boxes: np.ndarray
     frame_size: tuple[int, int]
     frames: np.ndarray
+    video: int = -1
 
     def __len__(self) -> int:
         return len(self.tubes)

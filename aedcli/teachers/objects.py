@@ -104,11 +104,13 @@ def iter_object_batches(
     size: int = TUBE_SIZE,
     keep_frame: Callable[[int], bool] | None = None,
     on_frame: Callable[[], None] | None = None,
+    video: int = -1,
 ) -> Iterator[ObjectBatch]:
     """Stream a clip and yield :class:`ObjectBatch` es of about ``batch_size`` tubes, in frame order.
 
     ``boxes_per_frame[t]`` is the (K, 4) box array of frame t (frames past its end have none);
-    ``keep_frame(t)`` can skip frames (training subsamples them); ``on_frame`` ticks a progress bar.
+    ``keep_frame(t)`` can skip frames (training subsamples them); ``on_frame`` ticks a progress bar;
+    ``video`` is stamped on every batch (see :class:`ObjectBatch`).
     Frames without boxes produce no tubes, so a clip with nothing moving yields nothing.
     """
     tubes: list[np.ndarray] = []
@@ -122,6 +124,7 @@ def iter_object_batches(
             boxes=np.stack(boxes).astype(np.float32),
             frame_size=frame_size,
             frames=np.asarray(frame_ids, dtype=np.int64),
+            video=video,
         )
         tubes.clear()
         boxes.clear()
@@ -145,7 +148,10 @@ def iter_object_batches(
 
 
 def concat_batches(batches: list[ObjectBatch]) -> ObjectBatch:
-    """One batch from many (same frame size assumed for geometry; frames keep their own indices)."""
+    """One batch from many (same frame size assumed for geometry; frames keep their own indices).
+
+    The result keeps the batches' ``video`` when they share one, else -1.
+    """
     if not batches:
         return ObjectBatch(
             np.zeros((0, 2 * TUBE_RADIUS + 1, TUBE_SIZE, TUBE_SIZE), np.uint8),
@@ -158,4 +164,5 @@ def concat_batches(batches: list[ObjectBatch]) -> ObjectBatch:
         boxes=np.concatenate([b.boxes for b in batches]),
         frame_size=batches[0].frame_size,
         frames=np.concatenate([b.frames for b in batches]),
+        video=batches[0].video if len({b.video for b in batches}) == 1 else -1,
     )

@@ -37,7 +37,7 @@ import math
 import multiprocessing as mp
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -245,11 +245,20 @@ def _score_clip(
     boxes: ClipBoxes,
     cfg: TeachConfig,
     on_frame: Callable[[], None] | None = None,
+    video: int = -1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Raw scores of every box of a clip -> rows (K, 5) [frame, x0, y0, x1, y1] and raw (K,)."""
+    """Raw scores of every box of a clip -> rows (K, 5) [frame, x0, y0, x1, y1] and raw (K,).
+
+    ``video`` is the clip's training-video index (-1 for others; see :class:`ObjectBatch`).
+    """
     rows, raw = [], []
     batches = iter_object_batches(
-        clip.frames(gray=True), boxes.boxes, batch_size=cfg.batch_size, margin=cfg.margin, on_frame=on_frame
+        clip.frames(gray=True),
+        boxes.boxes,
+        batch_size=cfg.batch_size,
+        margin=cfg.margin,
+        on_frame=on_frame,
+        video=video,
     )
     for batch in batches:
         scores = np.asarray(teacher.score(batch), np.float32).reshape(-1)
@@ -297,14 +306,20 @@ def _load_raw(path: Path, key: str) -> tuple[np.ndarray, np.ndarray, float] | No
 
 
 def _score_job(
-    teacher_name: str, teacher_path: Path, clip: Clip, paths: TargetPaths, key: str, cfg: TeachConfig
+    teacher_name: str,
+    teacher_path: Path,
+    clip: Clip,
+    paths: TargetPaths,
+    key: str,
+    cfg: TeachConfig,
+    video: int,
 ) -> tuple[str, int, int, float]:
     teacher = teacher_class(teacher_name).load(teacher_path)
     boxes = load_boxes(paths.boxes(clip.split, clip.name), cfg.proposals)
     if boxes is None:
         raise RuntimeError(f"boxes of {clip.name} vanished while scoring")
     start = time.perf_counter()
-    rows, raw = _score_clip(teacher, clip, boxes, cfg)
+    rows, raw = _score_clip(teacher, clip, boxes, cfg, video=video)
     seconds = time.perf_counter() - start
     _save_raw(paths.raw(teacher_name, clip.split, clip.name), rows, raw, key, boxes.frame_count, seconds)
     return clip.name, boxes.frame_count, len(raw), seconds
@@ -385,6 +400,7 @@ def collect_training_objects(
                 margin=cfg.margin,
                 keep_frame=lambda t, offset=offset: t % stride == offset,
                 on_frame=(lambda: bar.advance(task, 1)) if bar else None,
+                video=i,
             )
         )
     return batches
@@ -434,6 +450,7 @@ def _run_scoring(
     boxes: dict[tuple[str, str], ClipBoxes],
     paths: TargetPaths,
     key_of: Callable[[Clip], str],
+    video_of: Callable[[Clip], int],
     cfg: TeachConfig,
     workers: int,
     bar: Any,
@@ -453,7 +470,9 @@ def _run_scoring(
     if workers > 1 and len(todo) > 1:
         with _pool(min(workers, len(todo))) as pool:
             futures = {
-                pool.submit(_score_job, name, paths.teacher_file(name), c, paths, key_of(c), cfg): c
+                pool.submit(
+                    _score_job, name, paths.teacher_file(name), c, paths, key_of(c), cfg, video_of(c)
+                ): c
                 for c in todo
             }
             for fut in as_completed(futures):
@@ -466,7 +485,9 @@ def _run_scoring(
         for clip in todo:
             cb = boxes[(clip.split, clip.name)]
             start = time.perf_counter()
-            rows, raw = _score_clip(teacher, clip, cb, cfg, on_frame=lambda: bar.advance(task, 1))
+            rows, raw = _score_clip(
+                teacher, clip, cb, cfg, on_frame=lambda: bar.advance(task, 1), video=video_of(clip)
+            )
             seconds = time.perf_counter() - start
             _save_raw(
                 paths.raw(name, clip.split, clip.name), rows, raw, key_of(clip), cb.frame_count, seconds
@@ -507,11 +528,15 @@ def ensure_targets(
     progress: bool = True,
     epochs: int | None = None,
     config: TeachConfig | None = None,
+    extra: Sequence[Clip] = (),
 ) -> TeachReport:
     """Make every target file of ``teachers`` for all train and test clips of ``dataset`` exist.
 
-    Work already on disk and still valid (same teacher file, same proposals, same normalisation) is
-    reused; the returned :class:`TeachReport` counts what was computed and what was reused.
+    ``extra`` clips (sped-up training video, :func:`aedcli.data.clips.sped_up`) get boxes, scores and
+    targets too, but neither train the teachers nor enter the score scaling, which stays that of the normal
+    training video. Work already on disk and still valid (same teacher file, same proposals, same
+    normalisation) is reused; the returned :class:`TeachReport` counts what was computed and what was
+    reused.
     """
     names = parse_teachers(teachers)
     if normalisation not in NORMALISATIONS:
@@ -524,7 +549,12 @@ def ensure_targets(
         teacher_class(n)  # fail before any work when a teacher is not installed
     cfg = config or TeachConfig()
     paths = TargetPaths(Path(targets_dir))
-    clips = _all_clips(dataset)
+    clips = _all_clips(dataset) + [c for c in extra if c not in dataset.train and c not in dataset.test]
+    train_index = {c.name: i for i, c in enumerate(dataset.train)}
+
+    def video_of(clip: Clip) -> int:
+        return train_index.get(clip.source or clip.name, -1) if clip.split == "train" else -1
+
     if not dataset.train:
         raise AedError(
             f"dataset '{dataset.name}' has no training clips; teachers learn from normal training video."
@@ -551,7 +581,7 @@ def ensure_targets(
             teacher = _load_or_fit(name, tpath, objects, epochs, cfg, bar, tr)
             key = f"{_file_digest(tpath)}|{boxes_key}"
             raw = _run_scoring(
-                name, teacher, clips, boxes, paths, lambda c, key=key: key, cfg, workers, bar, tr
+                name, teacher, clips, boxes, paths, lambda c, key=key: key, video_of, cfg, workers, bar, tr
             )
 
             train_raw = np.concatenate([raw[(c.split, c.name)][1] for c in dataset.train])

@@ -192,6 +192,7 @@ class VelocityTeacher:
         self.std: np.ndarray | None = None  # (F,) feature spreads
         self.median: np.ndarray | None = None  # (F,) training medians: the floor for slowness
         self.bank: torch.Tensor | None = None  # (M, F) standardised training features
+        self.videos: torch.Tensor | None = None  # (M,) training video of each stored object (-1 unknown)
 
     def features(self, batch: ObjectBatch) -> np.ndarray:
         """Raw (unstandardised) features per object, (N, len(FEATURES)) float32."""
@@ -228,19 +229,20 @@ class VelocityTeacher:
 
         ``progress(done, total)`` is called after each batch's features (for a progress bar).
         """
-        feats = []
+        feats, videos = [], []
         for done, batch in enumerate(batches, start=1):
             if len(batch):
                 feats.append(self.features(batch))
+                videos.append(np.full(len(batch), batch.video, np.int64))
             if progress is not None:
                 progress(done, len(batches))
         if not feats:
             raise ValueError("the velocity teacher needs at least one training object")
-        x = np.concatenate(feats)
+        x, video = np.concatenate(feats), np.concatenate(videos)
         total = len(x)
         if total > self.config.max_train:
             keep = np.sort(np.random.default_rng(seed).choice(total, self.config.max_train, replace=False))
-            x = x[keep]
+            x, video = x[keep], video[keep]
         self.median = np.median(x, axis=0).astype(np.float32)
         floored = x.copy()
         if not self.config.flag_slow:
@@ -250,42 +252,75 @@ class VelocityTeacher:
         self.std = np.maximum(floored.std(axis=0), 1e-3).astype(np.float32)
         self.mean[list(DIRECTION)], self.std[list(DIRECTION)] = 0.0, 1.0
         self.bank, bank_weight = self._embed(x)
-        loo = self._knn_distance(self.bank, bank_weight, exclude_self=True)
+        self.videos = torch.from_numpy(video)
+        held_out = len(np.unique(video[video >= 0])) > 1
+        if held_out:  # each object against the other videos: how scoring treats training video
+            loo = self._knn_distance(self.bank, bank_weight, exclude_self=False, videos=self.videos)
+        else:
+            loo = self._knn_distance(self.bank, bank_weight, exclude_self=True)
         return {
             "objects": total,
             "stored": len(x),
+            "held_out_videos": held_out,
             "train_score_median": float(np.median(loo)),
             "train_score_p99": float(np.percentile(loo, 99)),
         }
 
     def score(self, batch: ObjectBatch) -> np.ndarray:
-        """Mean motion distance to the k nearest normal objects of similar context, (N,) float32."""
+        """Mean motion distance to the k nearest normal objects of similar context, (N,) float32.
+
+        Objects of a training video (``batch.video >= 0``) are compared with the other training videos
+        only: every object of its own video, the object itself included, is left out of the bank. Without
+        that, training objects score near 0 (their own tracks sit a frame away) and their targets say
+        nothing about how unusual they are.
+        """
         if self.bank is None:
             raise RuntimeError("the velocity teacher must be fitted or loaded before scoring")
         if len(batch) == 0:
             return np.zeros(0, np.float32)
         queries, weight = self._embed(self.features(batch))
-        return self._knn_distance(queries, weight, exclude_self=False)
+        videos = None
+        if batch.video >= 0 and self.videos is not None and bool((self.videos != batch.video).any()):
+            videos = torch.full((len(queries),), batch.video, dtype=torch.int64)
+        return self._knn_distance(queries, weight, exclude_self=False, videos=videos)
 
     def _knn_distance(
-        self, queries: torch.Tensor, weight: torch.Tensor, *, exclude_self: bool, chunk: int = 256
+        self,
+        queries: torch.Tensor,
+        weight: torch.Tensor,
+        *,
+        exclude_self: bool,
+        videos: torch.Tensor | None = None,
+        chunk: int = 256,
     ) -> np.ndarray:
         """Queries (Q, F) with direction weights (Q,) -> (Q,) mean motion distance to the k nearest peers.
 
         Distance^2 = |speed difference|^2 + weight^2 * |direction difference|^2 (standardised speeds, unit
         directions); peers are the ``context_neighbours`` training objects nearest in context (box height,
-        centre y).
+        centre y). ``videos`` (Q,) leaves out the bank objects of each query's own training video.
         """
         assert self.bank is not None
         speeds, directions, context = list(SPEEDS), list(DIRECTION), list(CONTEXT)
+        bank_size = len(self.bank)
+        if videos is not None:
+            assert self.videos is not None
+            own = torch.bincount(self.videos[self.videos >= 0], minlength=int(videos.max()) + 1)
+            bank_size -= int(own[videos].max())  # the fewest objects any query may see
         peers = self.config.context_neighbours
-        peers = len(self.bank) if peers <= 0 else min(peers, len(self.bank))
-        k = min(self.config.k + int(exclude_self), peers)
+        by_context = 0 < peers < bank_size  # else every (visible) bank object is a peer
+        peers = peers if by_context else bank_size
+        k = max(1, min(self.config.k + int(exclude_self), peers))
         out = []
         for start in range(0, len(queries), chunk):
             q, w = queries[start : start + chunk], weight[start : start + chunk, None]  # (C, F), (C, 1)
-            if peers < len(self.bank):
+            hidden = None
+            if videos is not None:
+                assert self.videos is not None
+                hidden = videos[start : start + chunk, None] == self.videos[None, :]  # (C, M)
+            if by_context:
                 near = torch.cdist(q[:, context], self.bank[:, context])  # (C, M)
+                if hidden is not None:
+                    near = near.masked_fill(hidden, float("inf"))
                 idx = torch.topk(near, peers, dim=1, largest=False).indices  # (C, P)
                 diff = q[:, None, :] - self.bank[idx]  # (C, P, F)
                 speed_sq = diff[..., speeds].square().sum(dim=2)  # (C, P)
@@ -293,6 +328,8 @@ class VelocityTeacher:
             else:
                 speed_sq = torch.cdist(q[:, speeds], self.bank[:, speeds]).square()  # (C, M)
                 direction_sq = torch.cdist(q[:, directions], self.bank[:, directions]).square()
+                if hidden is not None:
+                    speed_sq = speed_sq.masked_fill(hidden, float("inf"))
             d = (speed_sq + w.square() * direction_sq).sqrt()
             nearest = torch.topk(d, k, dim=1, largest=False).values  # (C, k) ascending
             if exclude_self and k > 1:
@@ -312,6 +349,7 @@ class VelocityTeacher:
             "std": torch.from_numpy(self.std),
             "median": torch.from_numpy(self.median),
             "bank": self.bank,
+            "videos": self.videos if self.videos is not None else torch.full((len(self.bank),), -1),
         }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
@@ -325,6 +363,10 @@ class VelocityTeacher:
         teacher.std = payload["std"].numpy()
         teacher.median = payload["median"].numpy()
         teacher.bank = payload["bank"].float()
+        # Files written before objects carried their video have none: training video is then scored
+        # against a bank that holds it.
+        videos = payload.get("videos")
+        teacher.videos = videos.long() if isinstance(videos, torch.Tensor) else None
         return teacher
 
 
