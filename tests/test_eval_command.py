@@ -422,3 +422,29 @@ def test_flow_floor_on_ped2_beats_095_micro_auc_unsmoothed() -> None:
     # All 2,010 test frames (subsets of Ped2 range from 0.93 to 0.99, so only the full set is meaningful).
     report = evaluate_scores(ds, flow_floor_source(ds).raw, sigma=0)
     assert report.micro_auc > 0.95  # method.md: 0.969
+
+
+def test_teacher_rows_keep_the_scaling_their_targets_were_painted_with(tmp_path: Path) -> None:
+    # Targets painted min to max (--scale-percentiles 0,100); evaluating the teacher must not repaint them
+    # with the default median-to-max scaling.
+    out = tmp_path / "targets"
+    main(
+        [
+            "teach",
+            "--dataset",
+            "synthetic",
+            "--out",
+            str(out),
+            "--teachers",
+            "flow",
+            "--scale-percentiles",
+            "0,100",
+        ]
+    )
+    scaler_before = json.loads((out / "flow" / "scaler.json").read_text())
+    files = sorted((out / "flow").rglob("*.npz"))
+    before = {p: p.read_bytes() for p in files if "raw" not in p.parts}
+    main(["eval", "--dataset", "synthetic", "--targets", str(out), "--model", "teacher-flow"])
+    assert json.loads((out / "flow" / "scaler.json").read_text()) == scaler_before
+    assert scaler_before["lo_percentile"] == 0.0
+    assert all(p.read_bytes() == data for p, data in before.items())

@@ -14,6 +14,7 @@ student weights file (``--weights``), the teachers' cached targets (``--model te
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -262,8 +263,25 @@ def _teacher_sources(data: Any, targets: Path, models: list[str], status: Consol
     if names:
         checking = f"checking the targets of teachers {', '.join(names)} in {targets} ..."
         status.print(checking, highlight=False, markup=False)
-        ensure_targets(data, targets, names, progress=True)
+        for name in names:  # each with the scaling its targets were painted with, so none is repainted
+            normalisation, config = _stored_scaling(targets, name)
+            ensure_targets(data, targets, [name], progress=True, normalisation=normalisation, config=config)
     return [teacher_source(data, targets, m.removeprefix("teacher-")) for m in models if m != "student"]
+
+
+def _stored_scaling(targets: Path, teacher: str) -> tuple[str, Any]:
+    """The normalisation and scale percentiles of a teacher's targets on disk (the defaults when none)."""
+    from aedcli.teachers.maps import ScoreScaler
+    from aedcli.teachers.pipeline import TargetPaths, TeachConfig
+
+    path = TargetPaths(targets).scaler(teacher)
+    try:
+        scaler = ScoreScaler.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return "train", TeachConfig()
+    if scaler.kind != "train":
+        return scaler.kind, TeachConfig()
+    return "train", TeachConfig(lo_percentile=scaler.lo_percentile, hi_percentile=scaler.hi_percentile)
 
 
 def _check_options(
