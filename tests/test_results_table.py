@@ -25,6 +25,8 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert "| student `cpu-flow-kd-240` | 88.6 | 94.5 | 95.2 | 54.9 | 83.6 |" in out
     assert "| 88.6 | 94.5 / 95.2 | 54.9 | 83.6 |" in readme
     assert "| student `cpu-abf-kd` | 85.9 | 95.3 | 95.5 | 49.4 | 83.1 |" in out
+    assert "| student `cpu-abf-kd-240` | 91.2 | 97.5 | 97.8 | 62.1 | 90.9 |" in out
+    assert "| 91.2 | 97.5 / 97.8 | 62.1 | 90.9 |" in readme
     assert "| 85.9 | 95.3 / 95.5 | 49.4 | 83.1 |" in readme
     assert "| teachers a + b + flow (mean) | 93.2 | 97.2 / 97.3 | 73.1 | 95.4 |" in readme
     assert "| teachers a + b + flow (mean of scaled maps) | 93.2 | 97.2 | 97.3 | 73.1 | 95.4 |" in out
