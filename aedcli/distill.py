@@ -1014,7 +1014,8 @@ class _Run:
             "epochs": {"pretrain": len(pre), "distill": len(post)},
             "selection": (
                 f"weights of epoch {self.best[0]} of {len(post)}, the lowest validation L_KD on the held-out "
-                "normal training videos (no test data)"
+                + ("training videos and their sped-up copies" if cfg.speedups else "normal training videos")
+                + " (no test data)"
                 if cfg.select == "val" and self.best[0]
                 else "weights of the last epoch (no checkpoint selection, no test data)"
             ),

@@ -117,6 +117,7 @@ def test_distillation_learns_from_sped_up_clips_and_records_them(
         teachers=("a",),
         val_videos=1,
         speedups=(2,),
+        select="val",
     )
     result = distill(dataset, out, cfg, quiet=True)
     history = json.loads((out / "history.json").read_text())
@@ -125,6 +126,7 @@ def test_distillation_learns_from_sped_up_clips_and_records_them(
     assert result.weights is not None
     prov = load_weights(result.weights).provenance
     assert prov["pseudo_anomaly_frames"] == 10 and prov["distill_config"]["speedups"] == [2]
+    assert "held-out training videos and their sped-up copies" in prov["selection"]
 
 
 def test_cli_passes_speedups_and_refuses_words(
