@@ -42,7 +42,7 @@
 #   cpu-abf-kd         teachers a, b, flow, KD only, 15 epochs
 #   cpu-abf-kd-plain   teachers a, b, flow, KD only, 15 epochs, no pseudo-anomalies (the ablation)
 #   cpu-abf-kd-240     teachers a, b, flow, KD only, 15 epochs, at 240x360 (shares cpu-flow-kd-240's pre-training)
-#   Rule fixed before cpu-abf-kd, cpu-flow-adv-1e-4, cpu-flow-kd-240 and cpu-abf-kd-240 were evaluated:
+#   Rule fixed when only cpu-flow-adv of these runs had been evaluated on the test set:
 #   weights/ped2.pt becomes the run whose written epoch has the lowest validation L_KD / constant answer
 #   (held-out normal and sped-up training video), provided it is below 1.
 # Every protocol choice is printed with each result: all test frames, sigma 3, no per-video normalisation.
