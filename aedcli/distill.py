@@ -60,7 +60,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.data import Dataset as TorchDataset
 
 from aedcli.budget import check_distill_budget
-from aedcli.data.clips import Clip, Dataset, sped_up
+from aedcli.data.clips import Clip, Dataset, sped_up_clips
 from aedcli.errors import AedError, DatasetError, UsageError
 from aedcli.files import atomic_path, write_json_atomic
 from aedcli.inputs import InputSpec
@@ -670,8 +670,8 @@ class _Run:
         self.teacher_weights = tuple(cfg.teacher_weights or (1.0,) * len(self.teachers))
         self.spec = _input_spec(dataset, cfg)
         self.val_clips, self.train_clips = split_validation(dataset.train, cfg.val_videos)
-        self.train_fast = [sped_up(c, k) for k in cfg.speedups for c in self.train_clips]
-        self.val_fast = [sped_up(c, k) for k in cfg.speedups for c in self.val_clips]
+        self.train_fast = sped_up_clips(self.train_clips, cfg.speedups)
+        self.val_fast = sped_up_clips(self.val_clips, cfg.speedups)
         self.ckpt_dir = out / "checkpoints"
         self.history: dict[str, list[dict[str, float]]] = {"pretrain": [], "distill": []}
         self.stages_run: list[str] = []
@@ -757,8 +757,8 @@ class _Run:
             self.history = state["history"]
         if start >= cfg.epochs_pretrain:
             return
-        train_set = StackDataset(self._frames(self.train_clips), self.spec.offset)
-        val_set = StackDataset(self._frames(self.val_clips), self.spec.offset) if self.val_clips else None
+        train_set = self._stacks(self.train_clips)
+        val_set = self._stacks(self.val_clips) if self.val_clips else None
         ddp_net = _wrap(net, env)
         with _Progress(self.quiet) as progress:
             progress.start("pretrain", start, cfg.epochs_pretrain, self._epoch_frames(train_set))
@@ -856,16 +856,12 @@ class _Run:
 
         train_clips = [*self.train_clips, *self.train_fast]
         targets = read_targets(self.out / "targets", self.teachers, train_clips)
-        train_set = StackDataset(
-            self._frames(train_clips), self.spec.offset, targets, [c.step for c in train_clips]
-        )
+        train_set = self._stacks(train_clips, targets)
         val_set = None
         if self.val_clips:
             val_clips = [*self.val_clips, *self.val_fast]
             val_targets = read_targets(self.out / "targets", self.teachers, val_clips)
-            val_set = StackDataset(
-                self._frames(val_clips), self.spec.offset, val_targets, [c.step for c in val_clips]
-            )
+            val_set = self._stacks(val_clips, val_targets)
             val_constant = constant_kd_loss(targets, val_targets, self.teacher_weights, cfg.heads)
         partial_heads = set(cfg.heads) != set(HEADS)
         ddp_student = _wrap(student, env, find_unused=cfg.no_adversarial and partial_heads)
@@ -957,9 +953,13 @@ class _Run:
                     {"epoch": self.best[0], "val_kd": self.best[1], "student": student.state_dict()}, tmp
                 )
 
+    def _written_epoch(self) -> int:
+        """The epoch ``--select val`` chose (1-based), or 0 when the last epoch is written."""
+        return self.best[0] if self.cfg.select == "val" else 0
+
     def _selected(self, student: Student) -> Student:
         """``student`` (the last epoch's) or, with ``--select val``, the best validation epoch's."""
-        if self.cfg.select != "val" or self.best[0] == 0:
+        if not self._written_epoch():
             return student
         path = self.ckpt_dir / "best.pt"
         try:
@@ -996,7 +996,7 @@ class _Run:
         metrics: dict[str, float] = {}
         if post:
             keys = ("kd", "adv", "d_loss", "val_kd", "val_kd_constant")
-            chosen = post[self.best[0] - 1] if cfg.select == "val" and self.best[0] else post[-1]
+            chosen = post[self._written_epoch() - 1]  # index -1 (the last epoch) when nothing was chosen
             metrics |= {k: chosen[k] for k in keys if k in chosen}
             if "val_kd" in metrics and metrics["val_kd"] >= metrics["val_kd_constant"]:
                 vkd, const = metrics["val_kd"], metrics["val_kd_constant"]
@@ -1016,7 +1016,7 @@ class _Run:
                 f"weights of epoch {self.best[0]} of {len(post)}, the lowest validation L_KD on the held-out "
                 + ("training videos and their sped-up copies" if cfg.speedups else "normal training videos")
                 + " (no test data)"
-                if cfg.select == "val" and self.best[0]
+                if self._written_epoch()
                 else "weights of the last epoch (no checkpoint selection, no test data)"
             ),
             "training_seconds": total_s,
@@ -1055,6 +1055,12 @@ class _Run:
             self.env.barrier()
             self._frame_paths = {c.name: cache / f"{c.name}.npy" for c in self.dataset.train}
         return [self._frame_paths[c.source or c.name] for c in clips]
+
+    def _stacks(
+        self, clips: Sequence[Clip], targets: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    ) -> StackDataset:
+        """``clips`` (sped-up ones included) as frame stacks from the frame cache, with their targets."""
+        return StackDataset(self._frames(clips), self.spec.offset, targets, [c.step for c in clips])
 
     def _loader(self, data: StackDataset, epoch: int, shuffle: bool = False) -> DataLoader:
         env = self.env

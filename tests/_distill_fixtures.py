@@ -14,10 +14,25 @@ import numpy as np
 
 from aedcli.data.clips import Clip, Dataset
 from aedcli.data.folder import load_folder
+from aedcli.distill import DistillConfig
 from aedcli.teachers.maps import TARGETS_FORMAT, TARGETS_VERSION, Targets, pool_targets, save_targets
 
 DISTILL_SIZE = (32, 48)
 """Frame size (height, width) of the fixture dataset."""
+
+
+def tiny_config(teachers: Sequence[str] = ("a",), **kw: object) -> DistillConfig:
+    """A run of seconds on the fixture dataset: fastaed-xs, 1 + 1 epochs, batch 4, 1 video held out."""
+    base: dict[str, object] = {
+        "variant": "fastaed-xs",
+        "size": DISTILL_SIZE,
+        "epochs_pretrain": 1,
+        "epochs": 1,
+        "batch": 4,
+        "teachers": tuple(teachers),
+        "val_videos": 1,
+    }
+    return DistillConfig(**(base | kw))  # type: ignore[arg-type]
 
 
 def distill_write_dataset(

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _distill_fixtures import DISTILL_SIZE, distill_write_dataset, distill_write_targets
+from _distill_fixtures import DISTILL_SIZE, distill_write_dataset, distill_write_targets, tiny_config
 
 from aedcli.cli import main
 from aedcli.data.clips import Dataset
@@ -41,16 +41,7 @@ SIZE_ARG = f"{DISTILL_SIZE[0]}x{DISTILL_SIZE[1]}"
 
 
 def tiny(**kw: object) -> DistillConfig:
-    base: dict[str, object] = {
-        "variant": "fastaed-xs",
-        "size": DISTILL_SIZE,
-        "epochs_pretrain": 1,
-        "epochs": 1,
-        "batch": 4,
-        "teachers": TEACHERS,
-        "val_videos": 1,
-    }
-    return DistillConfig(**(base | kw))  # type: ignore[arg-type]
+    return tiny_config(**({"teachers": TEACHERS} | kw))  # type: ignore[arg-type]
 
 
 @pytest.fixture(autouse=True)

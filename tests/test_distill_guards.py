@@ -4,41 +4,21 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from _distill_fixtures import DISTILL_SIZE, distill_write_dataset, distill_write_targets
+from _distill_fixtures import distill_write_dataset, distill_write_targets, tiny_config
 
 from aedcli.data.clips import Dataset
-from aedcli.distill import DistillConfig, StackDataset, distill, distill_epoch
+from aedcli.distill import StackDataset, distill, distill_epoch
 from aedcli.errors import UsageError
 from aedcli.inputs import InputSpec
 from aedcli.student import Student, student_config
 from aedcli.weights import load_weights
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _cfg(**kw: object) -> DistillConfig:
-    base: dict[str, object] = {
-        "variant": "fastaed-xs",
-        "size": DISTILL_SIZE,
-        "epochs_pretrain": 1,
-        "epochs": 1,
-        "batch": 4,
-        "teachers": ("a",),
-        "val_videos": 1,
-    }
-    return DistillConfig(**(base | kw))  # type: ignore[arg-type]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _step_size(tmp_path: Path, clip_grad: float) -> tuple[float, float]:
@@ -55,7 +35,7 @@ def _step_size(tmp_path: Path, clip_grad: float) -> tuple[float, float]:
     student = Student(student_config("fastaed-xs", 3))
     before = torch.cat([p.detach().flatten().clone() for p in student.parameters()])
     optimizer = torch.optim.SGD(student.parameters(), lr=1.0)
-    cfg = _cfg(clip_grad=clip_grad, no_adversarial=True)
+    cfg = tiny_config(clip_grad=clip_grad, no_adversarial=True)
     res = distill_epoch(
         student, [], loader, InputSpec(32, 32, 1), optimizer, None, cfg, [1.0], torch.device("cpu")
     )
@@ -82,7 +62,7 @@ def test_gradient_clipping_bounds_the_students_step(tmp_path: Path) -> None:
 )
 def test_bad_guard_options_are_usage_errors(kw: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        _cfg(**kw)
+        tiny_config(**kw)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +79,7 @@ def test_select_val_writes_the_student_of_the_lowest_validation_loss(
     dataset, targets = prepared
     out = tmp_path / "run"
     shutil.copytree(targets, out / "targets")
-    result = distill(dataset, out, _cfg(epochs=4, lr=3e-3, select="val"), quiet=True)
+    result = distill(dataset, out, tiny_config(epochs=4, lr=3e-3, select="val"), quiet=True)
     history = json.loads((out / "history.json").read_text())["distill"]
     losses = [row["val_kd"] for row in history]
     best = int(np.argmin(losses)) + 1

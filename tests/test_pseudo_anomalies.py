@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from _distill_fixtures import DISTILL_SIZE, distill_write_dataset, distill_write_targets
+from _distill_fixtures import distill_write_dataset, distill_write_targets, tiny_config
 
 from aedcli.cli import main
 from aedcli.data import load_dataset
@@ -20,13 +18,7 @@ from aedcli.teachers.maps import load_targets
 from aedcli.teachers.pipeline import TargetPaths, ensure_targets
 from aedcli.weights import load_weights
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -108,17 +100,7 @@ def test_distillation_learns_from_sped_up_clips_and_records_them(
     out = tmp_path / "run"
     distill_write_targets(dataset, out / "targets", ("a",))
     _fast_targets(dataset, out / "targets", (2,))
-    cfg = DistillConfig(
-        variant="fastaed-xs",
-        size=DISTILL_SIZE,
-        epochs_pretrain=1,
-        epochs=1,
-        batch=4,
-        teachers=("a",),
-        val_videos=1,
-        speedups=(2,),
-        select="val",
-    )
+    cfg = tiny_config(speedups=(2,), select="val")
     result = distill(dataset, out, cfg, quiet=True)
     history = json.loads((out / "history.json").read_text())
     assert history["distill"][0]["frames"] == 28  # 2 clips x (10 frames + 5 sped up), last batch of 2 dropped

@@ -195,11 +195,14 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def parse_factors(text: str) -> tuple[int, ...]:
-    """'2,3' -> (2, 3) for --speedups."""
+    """'2,3' -> (2, 3) for --speedups: whole factors of 2 or more."""
     names = _names(text, "--speedups")
     if not all(n.isdigit() for n in names):
         raise UsageError(f"--speedups takes whole numbers such as 2,3, got {text!r}.")
-    return tuple(int(n) for n in names)
+    factors = tuple(int(n) for n in names)
+    if any(k < 2 for k in factors):
+        raise UsageError(f"--speedups takes whole factors of 2 or more, got {text!r}.")
+    return factors
 
 
 def _names(text: str, option: str) -> tuple[str, ...]:

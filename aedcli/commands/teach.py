@@ -97,7 +97,7 @@ def teach(
     """Train the object-centric teachers on normal training video and write their target maps."""
     from aedcli.commands.distill import parse_factors
     from aedcli.data import load_dataset
-    from aedcli.data.clips import sped_up
+    from aedcli.data.clips import sped_up_clips
     from aedcli.teachers import parse_teachers
     from aedcli.teachers.maps import NORMALISATIONS
     from aedcli.teachers.pipeline import TeachConfig, ensure_targets, install_teacher_files
@@ -114,8 +114,6 @@ def teach(
     names = parse_teachers(teachers)
     lo, hi = _percentiles(scale)
     factors = parse_factors(speedups) if speedups else ()
-    if any(k < 2 for k in factors):
-        raise UsageError(f"--speedups takes whole factors of 2 or more, got {speedups!r}.")
     cfg = TeachConfig(
         proposals=ProposalConfig(method=proposals, detector=str(detector) if detector else None),
         max_train_objects=max_objects,
@@ -134,7 +132,7 @@ def teach(
         progress=not quiet,
         epochs=epochs,
         config=cfg,
-        extra=[sped_up(c, k) for k in dict.fromkeys(factors) for c in ds.train],
+        extra=sped_up_clips(ds.train, tuple(dict.fromkeys(factors))),
     )
 
     console = Console()

@@ -111,6 +111,11 @@ def sped_up(clip: Clip, step: int) -> Clip:
     )
 
 
+def sped_up_clips(clips: list[Clip], steps: tuple[int, ...]) -> list[Clip]:
+    """Every clip sped up by every step, step by step (``[c_x2, d_x2, c_x3, d_x3]`` for steps 2, 3)."""
+    return [sped_up(c, k) for k in steps for c in clips]
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A dataset: its normal training clips, its test clips, and how its frames look.
