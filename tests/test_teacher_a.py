@@ -18,7 +18,13 @@ from aedcli.teachers.appearance_motion import (
     pseudo_motion,
 )
 from aedcli.teachers.base import ObjectBatch, ObjectTeacher
-from aedcli.teachers.objects import concat_batches, cut_tube, iter_frame_windows, iter_object_batches
+from aedcli.teachers.objects import (
+    concat_batches,
+    cut_tube,
+    iter_frame_windows,
+    iter_frame_windows_with_reach,
+    iter_object_batches,
+)
 from aedcli.teachers.proposals import ProposalConfig, propose_clip
 
 
@@ -41,6 +47,14 @@ def test_windows_hold_t_minus_3_to_t_plus_3_and_repeat_frame_t_outside_the_clip(
     assert [int(v) for v in windows[5][:, 0, 0]] == [2, 3, 4, 5, 6, 7, 8]
     assert [int(v) for v in windows[0][:, 0, 0]] == [0, 0, 0, 0, 1, 2, 3]
     assert [int(v) for v in windows[9][:, 0, 0]] == [6, 7, 8, 9, 9, 9, 9]
+
+
+def test_windows_say_how_many_neighbours_are_real_frames() -> None:
+    frames = [np.full((4, 5), i, np.uint8) for i in range(8)]
+    reach = {t: real for t, _, real in iter_frame_windows_with_reach(iter(frames))}
+    assert [reach[t] for t in range(8)] == [(0, 3), (1, 3), (2, 3), (3, 3), (3, 3), (3, 2), (3, 1), (3, 0)]
+    batches = list(iter_object_batches(iter(frames), [np.float32([[0, 0, 4, 3]])] * 8, batch_size=3))
+    assert [tuple(r) for r in concat_batches(batches).reach] == [reach[t] for t in range(8)]
 
 
 def test_windows_read_at_most_three_frames_ahead() -> None:

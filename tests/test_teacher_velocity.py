@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,7 @@ import torch
 from aedcli.errors import WeightsError
 from aedcli.teachers.base import TUBE_RADIUS, TUBE_SIZE, ObjectBatch, ObjectTeacher
 from aedcli.teachers.objects import cut_tube, square_window
-from aedcli.teachers.velocity import VelocityConfig, VelocityTeacher, crop_mask
+from aedcli.teachers.velocity import VelocityConfig, VelocityTeacher, crop_mask, real_pairs
 
 FRAME = (240, 360)
 
@@ -264,3 +265,46 @@ def test_held_out_scoring_survives_save_and_load(tmp_path: Path, data: dict[str,
     loaded = VelocityTeacher.load(tmp_path / "flow.pt")
     np.testing.assert_array_equal(loaded.score(halves[0]), teacher.score(halves[0]))
     np.testing.assert_array_equal(loaded.score(data["fast"]), teacher.score(data["fast"]))
+
+
+def _at_clip_start(batch: ObjectBatch, before: int) -> ObjectBatch:
+    """The batch as cut ``before`` frames after a clip starts, where the earlier frames repeat t."""
+    tubes = batch.tubes.copy()
+    tubes[:, : TUBE_RADIUS - before] = tubes[:, TUBE_RADIUS : TUBE_RADIUS + 1]
+    reach = np.tile(np.int64([before, TUBE_RADIUS]), (len(batch), 1))
+    return ObjectBatch(tubes, batch.boxes, batch.frame_size, batch.frames, reach=reach)
+
+
+def test_objects_at_a_clip_start_are_not_mistaken_for_stopped_ones(
+    fitted: VelocityTeacher, data: dict[str, ObjectBatch]
+) -> None:
+    # In the first frames of a clip the pair t-3 -> t repeats frame t and shows no motion. Measured anyway,
+    # a normal walker reads half as fast and is flagged as stopped; the teacher must use the real pair only.
+    normal, start = data["normal"], _at_clip_start(data["normal"], before=0)
+    speed = np.expm1(fitted.features(normal)[:, 0])
+    np.testing.assert_allclose(np.expm1(fitted.features(start)[:, 0]), speed, rtol=0.2)
+    assert _roc_auc(fitted.score(normal), fitted.score(start)) < 0.7
+    measured_anyway = VelocityTeacher(VelocityConfig(k=5, real_pairs_only=False))
+    measured_anyway.fit([data["train"]])
+    assert _roc_auc(measured_anyway.score(normal), measured_anyway.score(start)) > 0.9
+
+
+def test_real_pairs_keep_the_pairs_inside_the_real_frames_or_all_when_none_is() -> None:
+    pairs = [[0, TUBE_RADIUS], [TUBE_RADIUS, 2 * TUBE_RADIUS]]
+    assert real_pairs(pairs, np.int64([TUBE_RADIUS, TUBE_RADIUS])) == pairs
+    assert real_pairs(pairs, np.int64([1, TUBE_RADIUS])) == [[TUBE_RADIUS, 2 * TUBE_RADIUS]]
+    assert real_pairs(pairs, np.int64([TUBE_RADIUS, 2])) == [[0, TUBE_RADIUS]]
+    assert real_pairs(pairs, np.int64([0, 0])) == pairs  # a one-frame clip: nothing real to compare
+
+
+def test_files_written_before_the_real_pairs_switch_load_with_it_off(
+    tmp_path: Path, fitted: VelocityTeacher
+) -> None:
+    fitted.save(tmp_path / "flow.pt")
+    payload = torch.load(tmp_path / "flow.pt", weights_only=True)
+    config = json.loads(payload["config"])
+    del config["real_pairs_only"]
+    payload["config"] = json.dumps(config)
+    torch.save(payload, tmp_path / "old.pt")
+    assert not VelocityTeacher.load(tmp_path / "old.pt").config.real_pairs_only
+    assert VelocityTeacher.load(tmp_path / "flow.pt").config.real_pairs_only

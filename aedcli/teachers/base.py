@@ -34,6 +34,9 @@ class ObjectBatch:
     video:      index of the normal training video the objects come from (or were derived from), -1 for
                 any other video. A teacher that keeps its training objects (the velocity teacher) leaves
                 that video out when scoring, so a training object is never judged against itself.
+    reach:      (N, 2) int64: how many real frames the tube holds before and after t (0..TUBE_RADIUS);
+                fewer than TUBE_RADIUS near a clip's ends, where the missing neighbours repeat frame t and
+                show no motion. None: every neighbour is real.
     """
 
     tubes: np.ndarray
@@ -41,9 +44,16 @@ class ObjectBatch:
     frame_size: tuple[int, int]
     frames: np.ndarray
     video: int = -1
+    reach: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.tubes)
+
+    def real_reach(self) -> np.ndarray:
+        """(N, 2) real neighbours before and after t of every tube (all of them when ``reach`` is None)."""
+        if self.reach is None:
+            return np.full((len(self), 2), TUBE_RADIUS, np.int64)
+        return self.reach
 
 
 @runtime_checkable

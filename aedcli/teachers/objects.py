@@ -69,17 +69,25 @@ def iter_frame_windows(
 
     Neighbours outside the clip repeat frame t. At most 2*radius+1 frames are buffered.
     """
+    for t, window, _ in iter_frame_windows_with_reach(frames, radius):
+        yield t, window
+
+
+def iter_frame_windows_with_reach(
+    frames: Iterable[np.ndarray], radius: int = TUBE_RADIUS
+) -> Iterator[tuple[int, np.ndarray, tuple[int, int]]]:
+    """As :func:`iter_frame_windows`, plus ``(before, after)``: how many of the neighbours are real frames."""
     buf: deque[np.ndarray] = deque(maxlen=2 * radius + 1)
     first = 0  # clip index of buf[0]
     n = 0
 
-    def window(t: int) -> np.ndarray:
+    def window(t: int) -> tuple[int, np.ndarray, tuple[int, int]]:
         centre = buf[t - first]
         out = []
         for k in range(t - radius, t + radius + 1):
             j = k - first
             out.append(buf[j] if 0 <= j < len(buf) and 0 <= k < n else centre)
-        return np.stack(out)
+        return t, np.stack(out), (min(t, radius), min(n - 1 - t, radius))
 
     next_t = 0
     for frame in frames:
@@ -88,10 +96,10 @@ def iter_frame_windows(
         buf.append(_gray(frame))
         n += 1
         while next_t + radius < n:  # frame next_t has all its future neighbours
-            yield next_t, window(next_t)
+            yield window(next_t)
             next_t += 1
     while next_t < n:  # the last frames: future neighbours do not exist
-        yield next_t, window(next_t)
+        yield window(next_t)
         next_t += 1
 
 
@@ -116,6 +124,7 @@ def iter_object_batches(
     tubes: list[np.ndarray] = []
     boxes: list[np.ndarray] = []
     frame_ids: list[int] = []
+    reach: list[tuple[int, int]] = []
     frame_size: tuple[int, int] = (0, 0)
 
     def flush() -> ObjectBatch:
@@ -125,13 +134,15 @@ def iter_object_batches(
             frame_size=frame_size,
             frames=np.asarray(frame_ids, dtype=np.int64),
             video=video,
+            reach=np.asarray(reach, dtype=np.int64).reshape(-1, 2),
         )
         tubes.clear()
         boxes.clear()
         frame_ids.clear()
+        reach.clear()
         return batch
 
-    for t, window in iter_frame_windows(frames):
+    for t, window, real in iter_frame_windows_with_reach(frames):
         frame_size = (int(window.shape[1]), int(window.shape[2]))
         fb = boxes_per_frame[t] if t < len(boxes_per_frame) else np.zeros((0, 4), np.float32)
         if len(fb) and (keep_frame is None or keep_frame(t)):
@@ -139,6 +150,7 @@ def iter_object_batches(
                 tubes.append(cut_tube(window, box, size=size, margin=margin))
                 boxes.append(np.asarray(box[:4], np.float32))
                 frame_ids.append(t)
+                reach.append(real)
             if len(tubes) >= batch_size:
                 yield flush()
         if on_frame:
@@ -165,4 +177,9 @@ def concat_batches(batches: list[ObjectBatch]) -> ObjectBatch:
         frame_size=batches[0].frame_size,
         frames=np.concatenate([b.frames for b in batches]),
         video=batches[0].video if len({b.video for b in batches}) == 1 else -1,
+        reach=(
+            None
+            if all(b.reach is None for b in batches)
+            else np.concatenate([b.real_reach() for b in batches])
+        ),
     )

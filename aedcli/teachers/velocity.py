@@ -83,6 +83,11 @@ class VelocityConfig:
     finest_scale:       DIS finest pyramid level; 0 = full 64 x 64 resolution.
     crop_margin:        the margin the tubes were cut with (``objects.cut_tube``); it fixes how many source
                         pixels one crop pixel spans, so it must match the tube extraction.
+    real_pairs_only:    measure only pairs whose frames both exist. Near a clip's ends a tube repeats frame t
+                        for the missing neighbours, a pair reaching into them shows no motion, and with
+                        ``flag_slow`` the object would read as stopped; the pairs that remain are used (all of
+                        them when none remains, e.g. in a clip of one frame). Off reproduces teachers fitted
+                        before this switch existed, which is what their files load with.
     """
 
     pairs: list[list[int]] = field(default_factory=lambda: [[0, TUBE_RADIUS], [TUBE_RADIUS, 2 * TUBE_RADIUS]])
@@ -94,6 +99,17 @@ class VelocityConfig:
     dis_preset: str = "medium"
     finest_scale: int = 0
     crop_margin: float = 0.1
+    real_pairs_only: bool = True
+
+
+def real_pairs(pairs: list[list[int]], reach: np.ndarray) -> list[list[int]]:
+    """The pairs (a, b) of tube indices that lie within an object's real frames, ``reach`` = (before, after).
+
+    Index TUBE_RADIUS is frame t; all pairs are returned when none lies within them.
+    """
+    lo, hi = TUBE_RADIUS - int(reach[0]), TUBE_RADIUS + int(reach[1])
+    inside = [[a, b] for a, b in pairs if lo <= min(a, b) and max(a, b) <= hi]
+    return inside or list(pairs)
 
 
 def tube_window(box: np.ndarray, frame_size: tuple[int, int], margin: float) -> tuple[int, int, int]:
@@ -150,6 +166,7 @@ def object_features(batch: ObjectBatch, config: VelocityConfig) -> np.ndarray:
     height = batch.frame_size[0]
     out = np.zeros((len(batch), len(FEATURES)), np.float32)
     crop = batch.tubes.shape[-1]
+    reach = batch.real_reach()
     for i in range(len(batch)):
         y0, y1 = float(batch.boxes[i, 1]), float(batch.boxes[i, 3])
         # A tube is the box's square window (longer side plus margins) resized to crop x crop: one crop
@@ -160,7 +177,8 @@ def object_features(batch: ObjectBatch, config: VelocityConfig) -> np.ndarray:
         if not inside.any():
             inside[:] = True
         flows = []
-        for a, b in config.pairs:
+        pairs = real_pairs(config.pairs, reach[i]) if config.real_pairs_only else config.pairs
+        for a, b in pairs:
             flow = meter(batch.tubes[i, a], batch.tubes[i, b]) * scale / float(b - a)
             flows.append(flow.reshape(-1, 2)[inside])
         vel = np.concatenate(flows)  # (pairs * pixels, 2) source pixels per frame
@@ -358,7 +376,9 @@ class VelocityTeacher:
     def load(cls, path: Path) -> VelocityTeacher:
         """Read a teacher written by :meth:`save`; refuses files that would need to unpickle objects."""
         payload = read_teacher_file(Path(path), FORMAT, VERSION)
-        teacher = cls(VelocityConfig(**json.loads(payload["config"])))
+        config = json.loads(payload["config"])
+        config.setdefault("real_pairs_only", False)  # files from before the switch measured every pair
+        teacher = cls(VelocityConfig(**config))
         teacher.mean = payload["mean"].numpy()
         teacher.std = payload["std"].numpy()
         teacher.median = payload["median"].numpy()
