@@ -138,6 +138,7 @@ def test_detect_killed_while_writing_leaves_no_file_at_a_final_name_and_the_same
 
     result = run_aed_process(*args)
     assert result.returncode == 0, result.stderr
+    assert files_in(out) == sorted(finals), "the rerun left the killed run's temporary files behind"
     with finals[0].open(encoding="utf-8") as fh:
         assert sum(1 for _ in fh) == 1 + 400
     assert json.loads(finals[1].read_text(encoding="utf-8"))["frames"] == 400
@@ -192,6 +193,7 @@ def test_teach_killed_while_caching_keeps_only_complete_files_and_resumes_withou
     assert (int(row["clips_scored"]), int(row["clips_reused"])) == (6 - scored_done, scored_done)
     for c in range(6):
         assert_npz_complete(out / "a" / "train" / f"clip{c + 1:02d}.npz")
+    assert [p for p in files_in(out) if p not in visible(files_in(out))] == []  # leftovers removed
 
 
 # ---------------------------------------------------------------------------------------------------------
