@@ -133,6 +133,10 @@ class DistillConfig:
     speedups:      pseudo-anomalies: each training (and validation) video is also played this many times
                    faster (:func:`aedcli.data.clips.sped_up`), the teachers score those clips like any other,
                    and the student learns from both (empty = normal video only, the paper's recipe).
+    region_mix:    probability that a normal training frame gets a rectangle of a sped-up frame of the same
+                   video pasted in, stacks and targets alike (:func:`region_mix`): a local pseudo-anomaly
+                   among normal motion, where sped-up copies alone only show whole frames in a hurry.
+                   Needs ``speedups``; 0 = off. Validation frames are never mixed.
     """
 
     variant: str = "fastaed"
@@ -153,6 +157,7 @@ class DistillConfig:
     clip_grad: float = 1.0
     select: str = "last"
     speedups: tuple[int, ...] = ()
+    region_mix: float = 0.0
     teachers: tuple[str, ...] = ()
     teacher_weights: tuple[float, ...] | None = None
     heads: tuple[str, ...] = HEADS
@@ -191,6 +196,10 @@ class DistillConfig:
                 "--speedups takes distinct whole factors of 2 or more, got "
                 f"{','.join(map(str, self.speedups))}."
             )
+        if not (math.isfinite(self.region_mix) and 0.0 <= self.region_mix <= 1.0):
+            raise UsageError(f"--region-mix is a probability from 0 to 1, got {self.region_mix}.")
+        if self.region_mix > 0 and not self.speedups:
+            raise UsageError("--region-mix pastes in sped-up frames; add --speedups (e.g. 2,3).")
         if not (math.isfinite(self.clip_grad) and self.clip_grad >= 0):
             raise UsageError(f"--clip-grad must be 0 (off) or a positive norm, got {self.clip_grad}.")
         if self.select not in SELECTIONS:
@@ -275,6 +284,10 @@ def cache_frames(clips: Sequence[Clip], spec: InputSpec, cache_dir: Path) -> lis
     return paths
 
 
+Targets = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""One frame's targets ``s (K,)``, ``m (K, 4, 4)``, ``l (K, 16, 16)`` (or many, with a leading frame axis)."""
+
+
 def target_path(targets_dir: Path, teacher: str, clip: Clip) -> Path:
     """``<targets>/<teacher>/<split>/<clip>.npz`` (the format of :mod:`aedcli.teachers.maps`)."""
     return targets_dir / teacher / clip.split / f"{clip.name}.npz"
@@ -312,9 +325,7 @@ def ensure_teacher_targets(
         raise AedError(f"teacher target {still[0]} was not written; re-run 'aed distill --stage teachers'.")
 
 
-def read_targets(
-    targets_dir: Path, teachers: Sequence[str], clips: Sequence[Clip]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_targets(targets_dir: Path, teachers: Sequence[str], clips: Sequence[Clip]) -> Targets:
     """The targets of ``clips`` (in order) for every teacher: s (M, K), m (M, K, 4, 4), l (M, K, 16, 16)."""
     from aedcli.teachers.maps import TargetsError, load_targets
 
@@ -348,21 +359,62 @@ def read_targets(
     )
 
 
+def region_mix(
+    stack: np.ndarray,
+    targets: Targets,
+    patch_stack: np.ndarray,
+    patch_targets: Targets,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Paste a rectangle of one frame stack into another, and the same rectangle of its targets.
+
+    The rectangle is one or two cells high and wide on the 4x4 target grid, at a random place: ``m`` takes
+    the patch's cells there, ``l`` the 16x16 cells under them (4x4 maps are block maxima of the 16x16 ones,
+    as both pool the same painted map), the stack the pixels under them (rows and columns split evenly), and
+    ``s``, the max of the whole map, becomes the max of the new ``l``. With the same camera on both sides the
+    seam is nearly invisible, and the targets say what the teachers say of each part: the object-centric
+    scores are local. Returns (stack, s, m, l), new arrays.
+    """
+    _, m, l = targets  # noqa: E741
+    _, pm, pl = patch_targets
+    grid, fine = m.shape[-1], l.shape[-1]
+    per = fine // grid
+    height, width = stack.shape[1:3]
+    rows = int(rng.integers(1, 3))
+    cols = int(rng.integers(1, 3))
+    r0, c0 = int(rng.integers(0, grid - rows + 1)), int(rng.integers(0, grid - cols + 1))
+    y0, y1 = round(r0 * height / grid), round((r0 + rows) * height / grid)
+    x0, x1 = round(c0 * width / grid), round((c0 + cols) * width / grid)
+    out = stack.copy()
+    out[:, y0:y1, x0:x1] = patch_stack[:, y0:y1, x0:x1]
+    m, l = m.copy(), l.copy()  # noqa: E741
+    m[:, r0 : r0 + rows, c0 : c0 + cols] = pm[:, r0 : r0 + rows, c0 : c0 + cols]
+    fr, fc = slice(r0 * per, (r0 + rows) * per), slice(c0 * per, (c0 + cols) * per)
+    l[:, fr, fc] = pl[:, fr, fc]
+    s = l.reshape(len(l), -1).max(axis=1).astype(l.dtype)
+    return out, s, m, l
+
+
 class StackDataset(TorchDataset):
     """Every frame of some clips as a (t, t-3, t+3) stack of prepared uint8 frames, with its targets.
 
     Item i -> ``(stack (3, H, W[, C]) uint8,)`` or ``(stack, s (K,), m (K, 4, 4), l (K, 16, 16))``. The
     frame caches are memory-mapped lazily, so DataLoader workers each open their own. ``steps[c]`` = k > 1
     reads clip c sped up k times (:func:`aedcli.data.clips.sped_up`) from its normal-speed cache: frames
-    0, k, 2k, ... as (t, t-3k, t+3k) stacks, in the order of the sped-up clip's targets.
+    0, k, 2k, ... as (t, t-3k, t+3k) stacks, in the order of the sped-up clip's targets. ``mix`` > 0 pastes
+    a rectangle of a sped-up frame of the same video into that share of the normal-speed frames
+    (:func:`region_mix`), drawn afresh each epoch (:meth:`set_epoch`) from ``seed``, epoch and item.
     """
 
     def __init__(
         self,
         frame_paths: Sequence[Path],
         offset: int,
-        targets: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        targets: Targets | None = None,
         steps: Sequence[int] | None = None,
+        *,
+        mix: float = 0.0,
+        seed: int = 0,
     ) -> None:
         self.frame_paths = list(frame_paths)
         self.offset = offset
@@ -377,21 +429,43 @@ class StackDataset(TorchDataset):
         self.targets = targets
         if targets is not None and len(targets[0]) != len(self.clip_of):
             raise ValueError(f"{len(targets[0])} targets for {len(self.clip_of)} frames")
+        self.mix, self.seed, self.epoch = mix, seed, 0
+        # For each normal-speed clip, the items of the sped-up clips read from the same video.
+        fast = np.asarray(self.steps)[self.clip_of] > 1 if lengths else np.zeros(0, bool)
+        self.patches: dict[int, np.ndarray] = {}
+        for c, path in enumerate(self.frame_paths):
+            if self.steps[c] == 1:
+                same = np.asarray([str(p) == str(path) for p in self.frame_paths])[self.clip_of]
+                self.patches[c] = np.flatnonzero(fast & same)
+        if mix > 0 and (targets is None or not any(len(v) for v in self.patches.values())):
+            raise ValueError("region mixing needs targets and sped-up copies of the clips")
         self._frames: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.clip_of)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's mixing (the same for a resumed run as for an uninterrupted one)."""
+        self.epoch = epoch
+
+    def _stack(self, i: int) -> np.ndarray:
         if self._frames is None:
             self._frames = [np.load(p, mmap_mode="r") for p in self.frame_paths]
         c, t = int(self.clip_of[i]), int(self.t_of[i])
-        frames = self._frames[c]
         offset = self.offset * self.steps[c]
-        stack = np.stack([frames[j] for j in stack_indices(t, self.lengths[c], offset)])  # (3, H, W[, C])
+        return np.stack([self._frames[c][j] for j in stack_indices(t, self.lengths[c], offset)])
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+        stack = self._stack(i)  # (3, H, W[, C])
         if self.targets is None:
             return (stack,)
         s, m, l = self.targets  # noqa: E741
+        patches = self.patches.get(int(self.clip_of[i]))
+        if self.mix > 0 and patches is not None and len(patches):
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            if rng.random() < self.mix:
+                j = int(patches[rng.integers(len(patches))])
+                return region_mix(stack, (s[i], m[i], l[i]), self._stack(j), (s[j], m[j], l[j]), rng)
         return stack, s[i], m[i], l[i]
 
 
@@ -496,8 +570,8 @@ def kd_loss(
 
 
 def constant_kd_loss(
-    train: tuple[np.ndarray, np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray, np.ndarray],
+    train: Targets,
+    val: Targets,
     weights: Sequence[float],
     heads: Sequence[str] = HEADS,
 ) -> float:
@@ -856,7 +930,7 @@ class _Run:
 
         train_clips = [*self.train_clips, *self.train_fast]
         targets = read_targets(self.out / "targets", self.teachers, train_clips)
-        train_set = self._stacks(train_clips, targets)
+        train_set = self._stacks(train_clips, targets, mix=self.cfg.region_mix)
         val_set = None
         if self.val_clips:
             val_clips = [*self.val_clips, *self.val_fast]
@@ -1057,16 +1131,19 @@ class _Run:
         return [self._frame_paths[c.source or c.name] for c in clips]
 
     def _stacks(
-        self, clips: Sequence[Clip], targets: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self, clips: Sequence[Clip], targets: Targets | None = None, mix: float = 0.0
     ) -> StackDataset:
         """``clips`` (sped-up ones included) as frame stacks from the frame cache, with their targets."""
-        return StackDataset(self._frames(clips), self.spec.offset, targets, [c.step for c in clips])
+        steps = [c.step for c in clips]
+        frames = self._frames(clips)
+        return StackDataset(frames, self.spec.offset, targets, steps, mix=mix, seed=self.cfg.seed)
 
     def _loader(self, data: StackDataset, epoch: int, shuffle: bool = False) -> DataLoader:
         env = self.env
         # The sampler shuffles with seed + epoch, so a resumed run sees the order an uninterrupted one would.
         sampler = DistributedSampler(data, env.world, env.rank, shuffle=shuffle, seed=self.cfg.seed)
         sampler.set_epoch(epoch)
+        data.set_epoch(epoch)
         return DataLoader(
             data,
             batch_size=self.cfg.batch,

@@ -101,6 +101,13 @@ def distill(
         "teachers (e.g. 2,3; default: none, the paper's recipe).",
         show_default=False,
     ),
+    region_mix: float = typer.Option(
+        0.0,
+        "--region-mix",
+        metavar="P",
+        help="Local pseudo-anomalies: paste a rectangle of a sped-up frame (and its targets) into this share "
+        "of the normal training frames (needs --speedups; default 0: off).",
+    ),
     no_pretrain: bool = typer.Option(
         False, "--no-pretrain", help="Skip reconstruction pre-training; distil from random initialisation."
     ),
@@ -154,6 +161,7 @@ def distill(
         clip_grad=clip_grad,
         select=select,
         speedups=parse_factors(speedups) if speedups else (),
+        region_mix=region_mix,
         no_pretrain=no_pretrain,
         val_videos=val_videos,
         sigma=sigma,
