@@ -176,6 +176,19 @@ class DistillConfig:
                 raise UsageError(f"--{_opt(name)} must be 0 or more, got {getattr(self, name)}.")
         if self.batch < 1:
             raise UsageError(f"--batch must be at least 1, got {self.batch}.")
+        # Options of the command are named as options; the others (API only) by their field.
+        for name, label in (("lr", "--lr"), ("lr_d", "--lr-d"), ("lr_pretrain", "lr_pretrain")):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UsageError(f"{label} must be a positive number, not {value:g}.")
+        for name in ("weight_decay", "adv_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"{name} must be 0 or a positive number, not {value:g}.")
+        if not (math.isfinite(self.sigma) and self.sigma >= 0):
+            raise UsageError(f"--sigma must be 0 (no smoothing) or more frames, not {self.sigma:g}.")
+        if not 0 < self.percentile <= 100:
+            raise UsageError(f"--percentile must be above 0 and at most 100, not {self.percentile:g}.")
         if not 0.5 < self.real_label <= 1.0:
             raise UsageError(f"--real-label must be above 0.5 and at most 1, got {self.real_label}.")
         bad = [h for h in self.heads if h not in HEADS]

@@ -58,6 +58,12 @@ def test_gradient_clipping_bounds_the_students_step(tmp_path: Path) -> None:
         ({"clip_grad": float("nan")}, "--clip-grad"),
         ({"select": "best"}, "--select"),
         ({"select": "val", "val_videos": 0}, "--select val needs held-out videos"),
+        ({"lr": float("nan")}, "--lr must be a positive number"),
+        ({"lr_pretrain": 0.0}, "lr_pretrain must be a positive number"),
+        ({"lr_d": -1.0}, "--lr-d must be a positive number"),
+        ({"weight_decay": -1e-6}, "weight_decay must be 0 or a positive number"),
+        ({"sigma": float("inf")}, "--sigma must be 0"),
+        ({"percentile": 150.0}, "--percentile must be above 0"),
     ],
 )
 def test_bad_guard_options_are_usage_errors(kw: dict[str, object], message: str) -> None:

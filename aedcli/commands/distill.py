@@ -13,7 +13,6 @@ threshold and provenance.
 
 from __future__ import annotations
 
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -143,7 +142,6 @@ def distill(
     from aedcli.distill import DistillConfig
     from aedcli.distill import distill as run_distill
 
-    _check_numbers(lr=lr, lr_d=lr_d, sigma=sigma, percentile=percentile)
     config = DistillConfig(
         variant=variant,
         size=parse_size(size) if size else None,
@@ -181,17 +179,6 @@ def distill(
         console.print(f"weights: {result.weights}", highlight=False, markup=False)
         if thr is not None:
             console.print(f"threshold {thr.value:.4f} ({thr.source})", highlight=False, markup=False)
-
-
-def _check_numbers(*, lr: float, lr_d: float | None, sigma: float, percentile: float) -> None:
-    """Numbers that would otherwise fail deep inside training, or after it when the threshold is set."""
-    for name, value in (("--lr", lr), ("--lr-d", lr_d)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UsageError(f"{name} must be a positive number, not {value:g}.")
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise UsageError(f"--sigma must be 0 (no smoothing) or more frames, not {sigma:g}.")
-    if not 0 < percentile <= 100:
-        raise UsageError(f"--percentile must be above 0 and at most 100, not {percentile:g}.")
 
 
 def parse_size(text: str) -> tuple[int, int]:
