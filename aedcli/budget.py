@@ -5,7 +5,10 @@
 - the **frame cache**: every training frame, prepared at the student's input size, as uint8 ``.npy`` files
   under ``OUT/cache/frames_HxWxC/``. Training memory-maps them, so they take disk, not memory;
 - the **teachers' targets** of every training frame, read into memory as float32: ``1 + 4x4 + 16x16 = 273``
-  values per frame and teacher, held about twice while they are assembled, plus one batch of input.
+  values per frame and teacher, held about twice while they are assembled, plus one batch of input. Sped-up
+  copies (``--speedups``) add their frames' targets, not cache: they are read from the normal-speed cache.
+  Under ``torchrun`` every process on a host holds its own copy, so the memory is counted once per local
+  process (``LOCAL_WORLD_SIZE``).
 
 :func:`check_distill_budget` estimates both before the run writes anything and raises
 :class:`~aedcli.errors.AedError` with the numbers when an estimate exceeds what is free. The estimates count
@@ -53,12 +56,23 @@ def frame_cache_dir(out_dir: Path, spec: InputSpec) -> Path:
 
 
 def estimate_distill_budget(
-    clips: Sequence[Clip], spec: InputSpec, teachers: int, out_dir: Path, *, batch: int
+    clips: Sequence[Clip],
+    spec: InputSpec,
+    teachers: int,
+    out_dir: Path,
+    *,
+    batch: int,
+    extra: Sequence[Clip] = (),
+    processes: int = 1,
 ) -> DistillBudget:
-    """The disk and memory a distillation run over ``clips`` needs for its data (see the module docstring)."""
+    """The disk and memory a distillation run over ``clips`` needs for its data (see the module docstring).
+
+    ``extra``: clips with targets but no cache of their own (sped-up copies); ``processes``: training
+    processes on this host, each holding the targets.
+    """
     cache_dir = frame_cache_dir(out_dir, spec)
     frame_bytes = spec.height * spec.width * spec.channels  # uint8
-    frames = sum(int(c.frame_count) for c in clips)
+    frames = sum(int(c.frame_count) for c in [*clips, *extra])
     cache = 0
     for clip in clips:
         data = int(clip.frame_count) * frame_bytes
@@ -67,7 +81,7 @@ def estimate_distill_budget(
             cache += data + 128  # an .npy header is 128 bytes for these shapes
     targets = frames * max(teachers, 1) * TARGET_VALUES_PER_FRAME * 4 * TARGET_COPIES
     batch_input = batch * 3 * frame_bytes * (1 + 4)  # the uint8 stacks and their float32 tensor
-    return DistillBudget(frames, cache_dir, cache, targets + batch_input)
+    return DistillBudget(frames, cache_dir, cache, (targets + batch_input) * max(processes, 1))
 
 
 def free_disk_bytes(path: Path) -> int:
@@ -95,13 +109,23 @@ def available_memory_bytes(meminfo: Path = MEMINFO) -> int | None:
 
 
 def check_distill_budget(
-    clips: Sequence[Clip], spec: InputSpec, teachers: int, out_dir: Path, *, batch: int
+    clips: Sequence[Clip],
+    spec: InputSpec,
+    teachers: int,
+    out_dir: Path,
+    *,
+    batch: int,
+    extra: Sequence[Clip] = (),
+    processes: int = 1,
 ) -> DistillBudget:
     """Raise :class:`AedError` when the frame cache cannot fit on disk or the targets in memory.
 
-    Returns the estimate when both fit (or memory is unknown).
+    Returns the estimate when both fit (or memory is unknown). Arguments as :func:`estimate_distill_budget`.
     """
-    need = estimate_distill_budget(clips, spec, teachers, out_dir, batch=batch)
+    need = estimate_distill_budget(
+        clips, spec, teachers, out_dir, batch=batch, extra=extra, processes=processes
+    )
+    hosts = f", for each of {processes} processes on this host" if processes > 1 else ""
     size = f"{spec.height}x{spec.width}"
     free = free_disk_bytes(need.cache_dir)
     if need.cache_bytes > free:
@@ -113,10 +137,11 @@ def check_distill_budget(
     available = available_memory_bytes()
     if available is not None and need.memory_bytes > available:
         raise AedError(
-            f"distillation needs about {format_bytes(need.memory_bytes)} of memory for the teachers' targets "
-            f"of {need.frames:,} frames ({teachers} teacher(s)) and a batch of {batch} at {size} but only "
-            f"{format_bytes(available)} is available; use fewer --teachers or a smaller --batch, or free "
-            "some memory."
+            f"distillation needs about {format_bytes(need.memory_bytes)} of memory for the teachers' "
+            f"targets of {need.frames:,} frames ({teachers} teacher(s)) and a batch of {batch} at "
+            f"{size}{hosts}, "
+            f"but only {format_bytes(available)} is available; use fewer --teachers, --speedups or "
+            "processes, or a smaller --batch, or free some memory."
         )
     return need
 

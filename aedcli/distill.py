@@ -779,7 +779,15 @@ class _Run:
             self.out.mkdir(parents=True, exist_ok=True)
         self._check_fresh_start(stage, resume)
         if stage != "teachers":  # before the teachers run: refuse now, not hours later, when data cannot fit
-            check_distill_budget(self.dataset.train, self.spec, len(self.teachers), self.out, batch=cfg.batch)
+            check_distill_budget(
+                self.dataset.train,
+                self.spec,
+                len(self.teachers),
+                self.out,
+                batch=cfg.batch,
+                extra=[*self.train_fast, *self.val_fast],
+                processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if self.env.distributed else 1,
+            )
         if stage in ("teachers", "distill", "all"):
             if self.env.main:
                 ensure_teacher_targets(

@@ -41,7 +41,7 @@ from aedcli.budget import (
     format_bytes,
     free_disk_bytes,
 )
-from aedcli.data.clips import Dataset
+from aedcli.data.clips import Dataset, sped_up
 from aedcli.errors import AedError
 from aedcli.inputs import InputSpec
 from aedcli.weights import load_weights
@@ -313,6 +313,19 @@ def test_budget_counts_the_frame_cache_on_disk_and_the_targets_in_memory(
     np.save(need.cache_dir / "clip01.npy", np.zeros((10, *DISTILL_SIZE), np.uint8))
     again = estimate_distill_budget(prepared[0].train, spec, 2, tmp_path / "out", batch=4)
     assert again.cache_bytes == 2 * (10 * frame_bytes + 128)
+
+
+def test_budget_counts_sped_up_copies_in_memory_only_and_every_local_process(
+    prepared: tuple[Dataset, Path], tmp_path: Path
+) -> None:
+    spec = InputSpec(*DISTILL_SIZE, channels=1)
+    plain = estimate_distill_budget(prepared[0].train, spec, 2, tmp_path / "out", batch=4)
+    fast = [sped_up(c, 2) for c in prepared[0].train]  # 3 clips of 5 frames
+    more = estimate_distill_budget(prepared[0].train, spec, 2, tmp_path / "out", batch=4, extra=fast)
+    assert more.frames == 30 + 15 and more.cache_bytes == plain.cache_bytes
+    assert more.memory_bytes - plain.memory_bytes == 15 * 2 * 273 * 4 * 2
+    four = estimate_distill_budget(prepared[0].train, spec, 2, tmp_path / "out", batch=4, processes=4)
+    assert four.memory_bytes == 4 * plain.memory_bytes and four.cache_bytes == plain.cache_bytes
 
 
 @pytest.mark.parametrize(
