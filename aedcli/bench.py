@@ -232,7 +232,7 @@ def resolve_model(options: BenchOptions) -> tuple[LoadedWeights, dict[str, Any],
                 f"timed at {options.size[0]}x{options.size[1]}, not the {spec.height}x{spec.width} the "
                 "weights were trained at"
             )
-            spec = InputSpec(options.size[0], options.size[1], spec.channels, spec.offset)
+            spec = InputSpec(options.size[0], options.size[1], spec.channels, spec.offset, spec.edges)
             loaded = replace(loaded, spec=spec)
         source = f"weights {weights_path}"
     else:

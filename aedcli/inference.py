@@ -95,7 +95,7 @@ class StudentRunner:
     def run(self, frames: Iterable[np.ndarray]) -> Iterator[BatchMaps]:
         """Yield the maps of consecutive batches of ``batch_size`` frames (the last may be shorter)."""
         spec, model, device, fmt = self.spec, self.model, self.device, self.memory_format
-        stacks = frame_stacks((spec.prepare(f) for f in frames), offset=spec.offset)
+        stacks = frame_stacks((spec.prepare(f) for f in frames), offset=spec.offset, edges=spec.edges)
         buffer: np.ndarray | None = None  # (batch, 3, H, W[, C]) uint8, reused
         n = 0
         for stack in stacks:

@@ -200,23 +200,53 @@ def to_channels(frame: np.ndarray, channels: int) -> np.ndarray:
     return frame
 
 
-def frame_stacks(frames: Iterable[np.ndarray], offset: int = 3) -> Iterator[np.ndarray]:
+def frame_stacks(
+    frames: Iterable[np.ndarray], offset: int = 3, edges: str = "repeat"
+) -> Iterator[np.ndarray]:
     """Yield ``np.stack([f[t], f[t-offset], f[t+offset]])`` for every frame t, in order.
 
-    Shapes: frames ``(H, W)`` -> stacks ``(3, H, W)``; ``(H, W, C)`` -> ``(3, H, W, C)``. A neighbour
-    before the first or after the last frame is replaced by frame t itself. Stack t is yielded once frame
-    ``t+offset`` has arrived (or the input ended), so at most ``2*offset+1`` frames are buffered.
+    Shapes: frames ``(H, W)`` -> stacks ``(3, H, W)``; ``(H, W, C)`` -> ``(3, H, W, C)``. The first and last
+    ``offset`` frames lack a neighbour: with ``edges="repeat"`` frame t stands in for it; with ``"hold"``
+    they get the nearest full stack (that of frame ``offset``, or of frame ``N-1-offset``), and a video too
+    short to have one falls back to ``repeat``. Stack t is yielded once frame ``t+offset`` has arrived (or,
+    for the first frames with ``hold``, frame ``2*offset``; or the input ended), so at most ``2*offset+1``
+    frames and ``offset`` stacks are buffered.
     """
     if offset < 0:
         raise ValueError(f"offset must be >= 0, got {offset}")
+    if edges not in ("repeat", "hold"):
+        raise ValueError(f"edges must be 'repeat' or 'hold', got {edges!r}")
+    stacks = _stacks_repeating(frames, offset)
+    if edges == "repeat" or offset == 0:
+        yield from (stack for stack, _ in stacks)
+        return
+    waiting: list[np.ndarray] = []  # the first frames' stacks, until a full one arrives
+    last_full: np.ndarray | None = None
+    for stack, full in stacks:
+        if full:
+            for _ in waiting:
+                yield stack
+            waiting.clear()
+            last_full = stack
+            yield stack
+        elif last_full is not None:  # past the last full stack: the video's end
+            yield last_full
+        else:
+            waiting.append(stack)
+    yield from waiting  # no full stack at all: too short a video
+
+
+def _stacks_repeating(frames: Iterable[np.ndarray], offset: int) -> Iterator[tuple[np.ndarray, bool]]:
+    """``(stack, full)`` of every frame, frame t standing in for a missing neighbour (``full`` False)."""
     window: deque[np.ndarray] = deque(maxlen=2 * offset + 1)
     seen = 0  # frames taken from the input; window[-1] is frame seen-1
 
-    def stack(t: int) -> np.ndarray:
+    def stack(t: int) -> tuple[np.ndarray, bool]:
         first = seen - len(window)  # index of window[0]
         before = t - offset if t - offset >= 0 else t
         after = t + offset if t + offset < seen else t
-        return np.stack([window[t - first], window[before - first], window[after - first]])
+        full = t - offset >= 0 and t + offset < seen
+        return np.stack([window[t - first], window[before - first], window[after - first]]), full
 
     for frame in frames:
         window.append(frame)

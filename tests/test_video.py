@@ -404,6 +404,33 @@ def test_frame_stacks_read_only_offset_frames_ahead_of_an_endless_input() -> Non
     assert taken == 5 + 3
 
 
+def test_held_edges_give_the_first_and_last_frames_the_nearest_full_stack() -> None:
+    ids = stack_ids(frame_stacks(numbered(10), offset=3, edges="hold"))
+    assert ids[:4] == [[3, 0, 6]] * 4  # frames 0-2 take frame 3's stack
+    assert ids[4:7] == [[4, 1, 7], [5, 2, 8], [6, 3, 9]]
+    assert ids[7:] == [[6, 3, 9]] * 3  # frames 7-9 take frame 6's stack
+    # too short for a full stack (fewer than 2*offset+1 frames): the repeating rule
+    assert stack_ids(frame_stacks(numbered(4), offset=3, edges="hold")) == stack_ids(
+        frame_stacks(numbered(4), offset=3)
+    )
+
+
+def test_held_edges_wait_at_most_offset_more_frames_at_the_start_only() -> None:
+    taken = 0
+
+    def endless() -> Iterator[np.ndarray]:
+        nonlocal taken
+        for i in itertools.count():
+            taken += 1
+            yield np.full((2, 2), i % 256, np.uint8)
+
+    stacks = frame_stacks(endless(), offset=3, edges="hold")
+    next(stacks)
+    assert taken == 7  # frame 0's stack is frame 3's, which needs frame 6
+    rest = list(itertools.islice(stacks, 9))
+    assert stack_ids(iter(rest))[-1] == [9, 6, 12] and taken == 13  # then offset frames ahead, as before
+
+
 def test_frame_stacks_reject_a_negative_offset() -> None:
     with pytest.raises(ValueError, match="offset"):
         list(frame_stacks(numbered(3), offset=-1))

@@ -156,11 +156,33 @@ def test_runner_streams_the_same_maps_as_one_big_batch(saved: tuple[Student, Pat
     runner = StudentRunner(load_weights(path), batch_size=4)
     batches = list(runner.run(iter(frames)))
     assert [len(b.s) for b in batches] == [4, 4, 3]
-    stacks = np.stack(list(frame_stacks([SPEC.prepare(f) for f in frames], offset=3)))
+    stacks = np.stack(list(frame_stacks([SPEC.prepare(f) for f in frames], offset=3, edges=SPEC.edges)))
     with torch.no_grad():
         ref = model(SPEC.to_tensor(stacks))
     np.testing.assert_allclose(np.concatenate([b.l for b in batches]), ref.l.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.concatenate([b.s for b in batches]), ref.s.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_new_weights_hold_the_edges_and_files_without_the_rule_keep_repeating(
+    saved: tuple[Student, Path], tmp_path: Path
+) -> None:
+    _, path = saved
+    assert load_weights(path).spec.edges == "hold"
+    scores, _ = StudentRunner(load_weights(path), batch_size=4).score_clip(iter(_frames(11)))
+    np.testing.assert_array_equal(scores[:3], [scores[3]] * 3)  # frames 0-2: frame 3's full stack
+    np.testing.assert_array_equal(scores[-3:], [scores[-4]] * 3)
+    payload = torch.load(path, weights_only=True)
+    del payload["input"]["edges"]  # as written before the rule existed
+    torch.save(payload, tmp_path / "old.pt")
+    old = load_weights(tmp_path / "old.pt")
+    assert old.spec.edges == "repeat"
+    repeated, _ = StudentRunner(old, batch_size=4).score_clip(iter(_frames(11)))
+    np.testing.assert_allclose(repeated[3:-3], scores[3:-3], rtol=1e-5)
+    assert not np.allclose(repeated[:3], scores[:3])
+    payload["input"]["edges"] = "mirror"
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match="input spec"):
+        load_weights(tmp_path / "bad.pt")
 
 
 def test_runner_leaves_gradients_on_for_the_caller_between_batches(saved: tuple[Student, Path]) -> None:
