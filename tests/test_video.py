@@ -390,18 +390,23 @@ def test_frame_stacks_with_offset_zero_repeat_each_frame() -> None:
     assert stack_ids(frame_stacks(numbered(3), offset=0)) == [[0, 0, 0], [1, 1, 1], [2, 2, 2]]
 
 
-def test_frame_stacks_read_only_offset_frames_ahead_of_an_endless_input() -> None:
-    taken = 0
+class Endless:
+    """Numbered 2x2 frames without end, counting how many were taken."""
 
-    def endless() -> Iterator[np.ndarray]:
-        nonlocal taken
+    def __init__(self) -> None:
+        self.taken = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
         for i in itertools.count():
-            taken += 1
+            self.taken += 1
             yield np.full((2, 2), i % 256, np.uint8)
 
-    first = list(itertools.islice(frame_stacks(endless(), offset=3), 5))
+
+def test_frame_stacks_read_only_offset_frames_ahead_of_an_endless_input() -> None:
+    endless = Endless()
+    first = list(itertools.islice(frame_stacks(iter(endless), offset=3), 5))
     assert stack_ids(iter(first))[4] == [4, 1, 7]
-    assert taken == 5 + 3
+    assert endless.taken == 5 + 3
 
 
 def test_held_edges_give_the_first_and_last_frames_the_nearest_full_stack() -> None:
@@ -416,19 +421,12 @@ def test_held_edges_give_the_first_and_last_frames_the_nearest_full_stack() -> N
 
 
 def test_held_edges_wait_at_most_offset_more_frames_at_the_start_only() -> None:
-    taken = 0
-
-    def endless() -> Iterator[np.ndarray]:
-        nonlocal taken
-        for i in itertools.count():
-            taken += 1
-            yield np.full((2, 2), i % 256, np.uint8)
-
-    stacks = frame_stacks(endless(), offset=3, edges="hold")
+    endless = Endless()
+    stacks = frame_stacks(iter(endless), offset=3, edges="hold")
     next(stacks)
-    assert taken == 7  # frame 0's stack is frame 3's, which needs frame 6
+    assert endless.taken == 7  # frame 0's stack is frame 3's, which needs frame 6
     rest = list(itertools.islice(stacks, 9))
-    assert stack_ids(iter(rest))[-1] == [9, 6, 12] and taken == 13  # then offset frames ahead, as before
+    assert stack_ids(iter(rest))[-1] == [9, 6, 12] and endless.taken == 13  # then offset frames ahead
 
 
 def test_frame_stacks_reject_a_negative_offset() -> None:
