@@ -1224,7 +1224,8 @@ class _Run:
         if keys is None:
             keys = _PRETRAIN_KEYS if phase == "pretrain" else tuple(now)
         changed = [k for k in keys if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k]]
-        if self.spec.to_dict() != state["input"]:
+        frames = ("height", "width", "channels", "offset")  # the edge rule plays no part in training
+        if any(self.spec.to_dict()[k] != state["input"].get(k) for k in frames):
             changed.append("size")
         if changed:
             key = changed[0]

@@ -174,6 +174,19 @@ def test_resume_starts_at_the_epoch_after_the_last_checkpoint(
     assert load_weights(run_dir / "weights.pt").provenance["epochs"]["distill"] == 2
 
 
+def test_a_run_checkpointed_before_weights_carried_an_edge_rule_still_resumes(
+    prepared: tuple[Dataset, Path], run_dir: Path
+) -> None:
+    distill(prepared[0], run_dir, tiny(no_pretrain=True), quiet=True)
+    path = run_dir / "checkpoints" / "distill.pt"
+    state = torch.load(path, weights_only=True)
+    del state["input"]["edges"]  # as checkpoints were written before the rule existed
+    torch.save(state, path)
+    again = distill(prepared[0], run_dir, tiny(no_pretrain=True, epochs=2), resume=True, quiet=True)
+    assert [r["epoch"] for r in again.history["distill"]] == [1, 2]
+    assert load_weights(run_dir / "weights.pt").spec.edges == "hold"
+
+
 def test_an_earlier_run_is_not_overwritten_without_resume(
     prepared: tuple[Dataset, Path], run_dir: Path
 ) -> None:
