@@ -22,14 +22,18 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     ).stdout
     readme = (ROOT / "README.md").read_text()
     assert "| student `main` | 63.4 | 89.3 | 89.6 | 12.3 | 41.5 |" in out
-    assert "| student `cpu-flow-kd-240` | 88.6 | 94.5 | 95.2 | 54.9 | 83.6 |" in out
+    assert "| student `cpu-flow-kd-240` | 82.6 | 92.0 | 92.5 | 46.0 | 66.3 |" in out
+    assert "| 82.6 | 92.0 / 92.5 | 46.0 | 66.3 |" in readme
+    assert "| student `cpu-flow-mix-240` | 91.2 | 96.4 | 96.7 | 67.5 | 89.9 |" in out
+    assert "| 91.2 | 96.4 / 96.7 | 67.5 | 89.9 |" in readme
+    assert "| student `cpu-abf-kd-240` | 90.4 | 98.3 | 98.4 | 60.0 | 93.6 |" in out
+    assert "| 90.4 | 98.3 / 98.4 | 60.0 | 93.6 |" in readme
+    assert "| student `cpu-flow-kd-240-v1` | 88.6 | 94.5 | 95.2 | 54.9 | 83.6 |" in out
     assert "| 88.6 | 94.5 / 95.2 | 54.9 | 83.6 |" in readme
-    assert "| student `cpu-abf-kd` | 85.9 | 95.3 | 95.5 | 49.4 | 83.1 |" in out
-    assert "| student `cpu-abf-kd-240` | 91.2 | 97.5 | 97.8 | 62.1 | 90.9 |" in out
-    assert "| 91.2 | 97.5 / 97.8 | 62.1 | 90.9 |" in readme
-    assert "| 85.9 | 95.3 / 95.5 | 49.4 | 83.1 |" in readme
-    assert "| teachers a + b + flow (mean) | 93.2 | 97.2 / 97.3 | 73.1 | 95.4 |" in readme
-    assert "| teachers a + b + flow (mean of scaled maps) | 93.2 | 97.2 | 97.3 | 73.1 | 95.4 |" in out
+    assert "| teacher flow (velocity density) | 95.1 | 97.7 / 97.7 | 77.4 | 98.7 |" in readme
+    assert "| teacher flow (velocity density) | 95.1 | 97.7 | 97.7 | 77.4 | 98.7 |" in out
+    assert "| teachers a + b + flow (mean) | 93.2 | 97.2 / 97.3 | 73.3 | 96.0 |" in readme
+    assert "| teachers a + b + flow (mean of scaled maps) | 93.2 | 97.2 | 97.3 | 73.3 | 96.0 |" in out
     assert "Protocol: ped2 test, all 2,010 frames" in out
 
 
