@@ -10,14 +10,16 @@
   Under ``torchrun`` every process on a host holds its own copy, so the memory is counted once per local
   process (``LOCAL_WORLD_SIZE``).
 
-:func:`check_distill_budget` estimates both before the run writes anything and raises
-:class:`~aedcli.errors.AedError` with the numbers when an estimate exceeds what is free. The estimates count
+:func:`estimate_distill_budget` estimates both before the run writes anything, and
+:func:`check_distill_budget` raises :class:`~aedcli.errors.AedError` with the numbers when an estimate
+exceeds what is free. The estimates count
 only that data (no model, optimiser or Python overhead), so a refusal means the run could not have finished;
 a run that passes can still run short when the margin is thin. Cache files already complete from an earlier
 run are not counted again. Memory is checked where the system says what is available (``MemAvailable`` of
 ``/proc/meminfo`` on Linux) and skipped elsewhere.
 
->>> check_distill_budget(dataset.train, InputSpec(160, 240, 1), 2, Path("runs/ped2"), batch=16)
+>>> need = estimate_distill_budget(dataset.train, InputSpec(160, 240, 1), 2, Path("runs/ped2"), batch=16)
+>>> check_distill_budget(need)
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class DistillBudget:
     cache_dir: Path
     cache_bytes: int  # frame cache still to be written (complete files from an earlier run excluded)
     memory_bytes: int  # targets of every training frame plus one batch of input
+    size: str = ""  # the input size, HxW, and what the memory is for: for the messages
+    teachers: int = 1
+    batch: int = 1
+    processes: int = 1
 
 
 def frame_cache_dir(out_dir: Path, spec: InputSpec) -> Path:
@@ -81,7 +87,9 @@ def estimate_distill_budget(
             cache += data + 128  # an .npy header is 128 bytes for these shapes
     targets = frames * max(teachers, 1) * TARGET_VALUES_PER_FRAME * 4 * TARGET_COPIES
     batch_input = batch * 3 * frame_bytes * (1 + 4)  # the uint8 stacks and their float32 tensor
-    return DistillBudget(frames, cache_dir, cache, (targets + batch_input) * max(processes, 1))
+    memory = (targets + batch_input) * max(processes, 1)
+    size = f"{spec.height}x{spec.width}"
+    return DistillBudget(frames, cache_dir, cache, memory, size, teachers, batch, max(processes, 1))
 
 
 def free_disk_bytes(path: Path) -> int:
@@ -108,40 +116,25 @@ def available_memory_bytes(meminfo: Path = MEMINFO) -> int | None:
     return None
 
 
-def check_distill_budget(
-    clips: Sequence[Clip],
-    spec: InputSpec,
-    teachers: int,
-    out_dir: Path,
-    *,
-    batch: int,
-    extra: Sequence[Clip] = (),
-    processes: int = 1,
-) -> DistillBudget:
-    """Raise :class:`AedError` when the frame cache cannot fit on disk or the targets in memory.
-
-    Returns the estimate when both fit (or memory is unknown). Arguments as :func:`estimate_distill_budget`.
+def check_distill_budget(need: DistillBudget) -> DistillBudget:
+    """Raise :class:`AedError` when the frame cache of ``need`` (:func:`estimate_distill_budget`) cannot fit
+    on disk or its targets in memory; returns ``need`` when both fit (or memory is unknown).
     """
-    need = estimate_distill_budget(
-        clips, spec, teachers, out_dir, batch=batch, extra=extra, processes=processes
-    )
-    hosts = f", for each of {processes} processes on this host" if processes > 1 else ""
-    size = f"{spec.height}x{spec.width}"
     free = free_disk_bytes(need.cache_dir)
     if need.cache_bytes > free:
         raise AedError(
             f"distillation needs about {format_bytes(need.cache_bytes)} of disk for its frame cache in "
-            f"{need.cache_dir} ({need.frames:,} frames at {size}) but only {format_bytes(free)} is free "
+            f"{need.cache_dir} ({need.frames:,} frames at {need.size}) but only {format_bytes(free)} is free "
             "there; lower --size, free some space or choose another --out."
         )
     available = available_memory_bytes()
     if available is not None and need.memory_bytes > available:
+        hosts = f", for each of {need.processes} processes on this host" if need.processes > 1 else ""
         raise AedError(
             f"distillation needs about {format_bytes(need.memory_bytes)} of memory for the teachers' "
-            f"targets of {need.frames:,} frames ({teachers} teacher(s)) and a batch of {batch} at "
-            f"{size}{hosts}, "
-            f"but only {format_bytes(available)} is available; use fewer --teachers, --speedups or "
-            "processes, or a smaller --batch, or free some memory."
+            f"targets of {need.frames:,} frames ({need.teachers} teacher(s)) and a batch of {need.batch} at "
+            f"{need.size}{hosts}, but only {format_bytes(available)} is available; use fewer --teachers, "
+            "--speedups or processes, or a smaller --batch, or free some memory."
         )
     return need
 

@@ -59,7 +59,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.data import Dataset as TorchDataset
 
-from aedcli.budget import check_distill_budget
+from aedcli.budget import check_distill_budget, estimate_distill_budget
 from aedcli.data.clips import Clip, Dataset, sped_up_clips
 from aedcli.errors import AedError, DatasetError, UsageError
 from aedcli.files import atomic_path, write_json_atomic
@@ -779,7 +779,7 @@ class _Run:
             self.out.mkdir(parents=True, exist_ok=True)
         self._check_fresh_start(stage, resume)
         if stage != "teachers":  # before the teachers run: refuse now, not hours later, when data cannot fit
-            check_distill_budget(
+            need = estimate_distill_budget(
                 self.dataset.train,
                 self.spec,
                 len(self.teachers),
@@ -788,6 +788,7 @@ class _Run:
                 extra=[*self.train_fast, *self.val_fast],
                 processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if self.env.distributed else 1,
             )
+            check_distill_budget(need)
         if stage in ("teachers", "distill", "all"):
             if self.env.main:
                 ensure_teacher_targets(

@@ -363,14 +363,16 @@ def test_distill_budget_passes_when_memory_is_unknown_and_disk_suffices(
 ) -> None:
     monkeypatch.setattr(budget, "available_memory_bytes", lambda *args: None)
     spec = InputSpec(*DISTILL_SIZE, channels=1)
-    need = check_distill_budget(prepared[0].train, spec, 2, tmp_path / "not yet" / "out", batch=4)
+    need = check_distill_budget(
+        estimate_distill_budget(prepared[0].train, spec, 2, tmp_path / "not yet" / "out", batch=4)
+    )
     assert need.cache_bytes > 0
     # Refused only when the need is above what is free: one byte short is enough to refuse.
     monkeypatch.setattr(budget, "free_disk_bytes", lambda *args: need.cache_bytes)
-    check_distill_budget(prepared[0].train, spec, 2, tmp_path / "out", batch=4)
+    check_distill_budget(estimate_distill_budget(prepared[0].train, spec, 2, tmp_path / "out", batch=4))
     monkeypatch.setattr(budget, "free_disk_bytes", lambda *args: need.cache_bytes - 1)
     with pytest.raises(AedError, match=r"needs about 46 kB of disk"):
-        check_distill_budget(prepared[0].train, spec, 2, tmp_path / "out", batch=4)
+        check_distill_budget(estimate_distill_budget(prepared[0].train, spec, 2, tmp_path / "out", batch=4))
 
 
 def test_available_memory_is_read_from_meminfo_and_unknown_without_it(tmp_path: Path) -> None:
