@@ -40,6 +40,8 @@
 #   cpu-flow-kd-240    teacher flow                                                      <- weights/ped2.pt
 #   cpu-flow-mix-240   teacher flow, and --region-mix 0.5 (rectangles of sped-up frames pasted into normal ones)
 #   cpu-abf-kd-240     teachers a, b, flow
+#   cpu-abf-mix-240    teachers a, b, flow, and --region-mix 0.5 (run after the choice below, as an ablation;
+#                      not a candidate)
 #   Rule fixed before any of these runs was evaluated on the test set: weights/ped2.pt becomes the run whose
 #   written epoch has the lowest validation L_KD / constant answer (held-out normal and sped-up training
 #   video, never mixed), provided it is below 1.
@@ -162,6 +164,7 @@ declare -A PSEUDO_ARGS=(
   [cpu-flow-kd-240]="--teachers flow"
   [cpu-flow-mix-240]="--teachers flow --region-mix 0.5"
   [cpu-abf-kd-240]="--teachers a,b,flow"
+  [cpu-abf-mix-240]="--teachers a,b,flow --region-mix 0.5"
 )
 if has pseudo; then
   $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets" --teachers a,b,flow --workers "$WORKERS" \

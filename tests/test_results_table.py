@@ -28,6 +28,8 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert "| 91.2 | 96.4 / 96.7 | 67.5 | 89.9 |" in readme
     assert "| student `cpu-abf-kd-240` | 90.4 | 98.3 | 98.4 | 60.0 | 93.6 |" in out
     assert "| 90.4 | 98.3 / 98.4 | 60.0 | 93.6 |" in readme
+    assert "| student `cpu-abf-mix-240` | 93.6 | 98.8 | 98.8 | 74.1 | 98.4 |" in out
+    assert "| 93.6 | 98.8 / 98.8 | 74.1 | 98.4 |" in readme
     assert "| student `cpu-flow-kd-240-v1` | 88.6 | 94.5 | 95.2 | 54.9 | 83.6 |" in out
     assert "| 88.6 | 94.5 / 95.2 | 54.9 | 83.6 |" in readme
     assert "| teacher flow (velocity density) | 95.1 | 97.7 / 97.7 | 77.4 | 98.7 |" in readme
