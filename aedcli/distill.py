@@ -443,15 +443,14 @@ class StackDataset(TorchDataset):
         if targets is not None and len(targets[0]) != len(self.clip_of):
             raise ValueError(f"{len(targets[0])} targets for {len(self.clip_of)} frames")
         self.mix, self.seed, self.epoch = mix, seed, 0
-        # For each normal-speed clip, the items of the sped-up clips read from the same video.
-        fast = np.asarray(self.steps)[self.clip_of] > 1 if lengths else np.zeros(0, bool)
-        self.patches: dict[int, np.ndarray] = {}
-        for c, path in enumerate(self.frame_paths):
-            if self.steps[c] == 1:
-                same = np.asarray([str(p) == str(path) for p in self.frame_paths])[self.clip_of]
-                self.patches[c] = np.flatnonzero(fast & same)
-        if mix > 0 and (targets is None or not any(len(v) for v in self.patches.values())):
-            raise ValueError("region mixing needs targets and sped-up copies of the clips")
+        self.patches: dict[int, np.ndarray] = {}  # normal-speed clip -> items of its video's sped-up copies
+        if mix > 0:
+            normal = {str(p): c for c, p in enumerate(self.frame_paths) if self.steps[c] == 1}
+            owner = np.asarray([normal.get(str(p), -1) for p in self.frame_paths], np.int64)  # per clip
+            fast = np.flatnonzero(np.asarray(self.steps)[self.clip_of] > 1)
+            self.patches = {c: fast[owner[self.clip_of[fast]] == c] for c in normal.values()}
+            if targets is None or not any(len(v) for v in self.patches.values()):
+                raise ValueError("region mixing needs targets and sped-up copies of the clips")
         self._frames: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -474,7 +473,7 @@ class StackDataset(TorchDataset):
             return (stack,)
         s, m, l = self.targets  # noqa: E741
         patches = self.patches.get(int(self.clip_of[i]))
-        if self.mix > 0 and patches is not None and len(patches):
+        if patches is not None and len(patches):
             rng = np.random.default_rng([self.seed, self.epoch, i])
             if rng.random() < self.mix:
                 j = int(patches[rng.integers(len(patches))])

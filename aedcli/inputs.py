@@ -18,17 +18,15 @@ import cv2
 import numpy as np
 import torch
 
-STACK_ORDER = ("t", "t-offset", "t+offset")
+from aedcli.video import EDGES
 
-EDGES = ("hold", "repeat")
-"""What the first and last ``offset`` frames of a video get, which lack a neighbour (:func:`frame_stacks`):
-``hold`` the nearest full stack, ``repeat`` their own stack with frame t standing in for the missing one."""
+STACK_ORDER = ("t", "t-offset", "t+offset")
 
 
 @dataclass(frozen=True)
 class InputSpec:
     """Input size (pixels), channels per frame (1 gray, 3 BGR colour), the temporal offset of the stack and
-    what a video's first and last ``offset`` frames get (``edges``, see :data:`EDGES`).
+    what a video's first and last ``offset`` frames get (``edges``, see :data:`aedcli.video.EDGES`).
 
     A stack that repeats frame t for a missing neighbour shows no motion on that side; a student scores such
     stacks 2-5 times higher than the rest of a normal video, so every video started with a false alarm.

@@ -200,6 +200,11 @@ def to_channels(frame: np.ndarray, channels: int) -> np.ndarray:
     return frame
 
 
+EDGES = ("hold", "repeat")
+"""What a video's first and last ``offset`` frames, which lack a neighbour, get in :func:`frame_stacks`:
+``hold`` the nearest full stack, ``repeat`` their own stack with frame t standing in for the missing one."""
+
+
 def frame_stacks(
     frames: Iterable[np.ndarray], offset: int = 3, edges: str = "repeat"
 ) -> Iterator[np.ndarray]:
@@ -214,8 +219,8 @@ def frame_stacks(
     """
     if offset < 0:
         raise ValueError(f"offset must be >= 0, got {offset}")
-    if edges not in ("repeat", "hold"):
-        raise ValueError(f"edges must be 'repeat' or 'hold', got {edges!r}")
+    if edges not in EDGES:
+        raise ValueError(f"edges must be one of {', '.join(EDGES)}, got {edges!r}")
     stacks = _stacks_repeating(frames, offset)
     if edges == "repeat" or offset == 0:
         yield from (stack for stack, _ in stacks)
