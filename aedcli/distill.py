@@ -64,6 +64,7 @@ from aedcli.data.clips import Clip, Dataset, sped_up_clips
 from aedcli.errors import AedError, DatasetError, UsageError
 from aedcli.files import atomic_path, write_json_atomic
 from aedcli.inputs import InputSpec
+from aedcli.probe import PseudoAnomalyProbe, cell_rect, probe_auc
 from aedcli.scoring import Threshold, threshold_from_normal
 from aedcli.student import (
     VARIANTS,
@@ -80,7 +81,7 @@ from aedcli.weights import save_weights
 Stage = Literal["teachers", "pretrain", "distill", "all"]
 STAGES: tuple[str, ...] = ("teachers", "pretrain", "distill", "all")
 HEADS: tuple[str, ...] = ("s", "m", "l")
-SELECTIONS: tuple[str, ...] = ("last", "val")
+SELECTIONS: tuple[str, ...] = ("last", "val", "val-auc")
 DEFAULT_TEACHERS: tuple[str, ...] = ("a", "b")
 """Used when no teachers are named and the teacher pipeline does not declare its own defaults."""
 
@@ -128,8 +129,10 @@ class DistillConfig:
     spectral_norm: spectral normalisation in the discriminators (see :class:`aedcli.student.Discriminator`).
     clip_grad:     the student's gradient norm is clipped to this before each step (0 = no clipping). Without
                    it, a single bad batch late in training can throw a CPU run at a raised --lr off for good.
-    select:        which epoch's student is written: ``last``, or ``val``, the epoch with the lowest
-                   validation L_KD (normal training video held out; never test data). Needs --val-videos.
+    select:        which epoch's student is written: ``last``; ``val``, the epoch with the lowest
+                   validation L_KD (normal training video held out; never test data), needs --val-videos;
+                   or ``val-auc``, the epoch with the highest pseudo-anomaly AUC on the held-out videos
+                   (:mod:`aedcli.probe`; ties go to the lower L_KD), which also needs --speedups.
     speedups:      pseudo-anomalies: each training (and validation) video is also played this many times
                    faster (:func:`aedcli.data.clips.sped_up`), the teachers score those clips like any other,
                    and the student learns from both (empty = normal video only, the paper's recipe).
@@ -217,8 +220,10 @@ class DistillConfig:
             raise UsageError(f"--clip-grad must be 0 (off) or a positive norm, got {self.clip_grad}.")
         if self.select not in SELECTIONS:
             raise UsageError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}.")
-        if self.select == "val" and self.val_videos == 0:
-            raise UsageError("--select val needs held-out videos; pass --val-videos 1 or more.")
+        if self.select != "last" and self.val_videos == 0:
+            raise UsageError(f"--select {self.select} needs held-out videos; pass --val-videos 1 or more.")
+        if self.select == "val-auc" and not self.speedups:
+            raise UsageError("--select val-auc pastes sped-up video into held-out frames; pass --speedups.")
         if self.variant not in VARIANTS:
             raise UsageError(f"--variant {self.variant!r} is unknown; choose one of {', '.join(VARIANTS)}.")
 
@@ -396,8 +401,7 @@ def region_mix(
     rows = int(rng.integers(1, 3))
     cols = int(rng.integers(1, 3))
     r0, c0 = int(rng.integers(0, grid - rows + 1)), int(rng.integers(0, grid - cols + 1))
-    y0, y1 = round(r0 * height / grid), round((r0 + rows) * height / grid)
-    x0, x1 = round(c0 * width / grid), round((c0 + cols) * width / grid)
+    y0, y1, x0, x1 = cell_rect(rows, cols, r0, c0, height, width, grid)
     out = stack.copy()
     out[:, y0:y1, x0:x1] = patch_stack[:, y0:y1, x0:x1]
     m, l = m.copy(), l.copy()  # noqa: E741
@@ -958,6 +962,8 @@ class _Run:
             val_targets = read_targets(self.out / "targets", self.teachers, val_clips)
             val_set = self._stacks(val_clips, val_targets)
             val_constant = constant_kd_loss(targets, val_targets, self.teacher_weights, cfg.heads)
+        probe = self._probe() if self.val_fast else None
+        probe = probe if probe is not None and len(probe) else None
         partial_heads = set(cfg.heads) != set(HEADS)
         ddp_student = _wrap(student, env, find_unused=cfg.no_adversarial and partial_heads)
         ddp_ds = [_wrap(d, env) for d in discriminators]
@@ -1009,6 +1015,8 @@ class _Run:
                     )
                     row["val_kd"] = vloss / max(vframes, 1)
                     row["val_kd_constant"] = val_constant
+                if probe is not None:  # every rank scores the whole (small) probe, so all choose alike
+                    row["val_auc"] = probe_auc(_unwrap(ddp_student), probe, self.spec, env.device)
                 scheduler.step()
                 if scheduler_d is not None:
                     scheduler_d.step()
@@ -1019,7 +1027,7 @@ class _Run:
                     "frames_per_s": frames / max(seconds, 1e-9),
                 }
                 self.history["distill"].append(row)
-                if cfg.select == "val" and row["val_kd"] < self.best[1]:
+                if self._improves(row):
                     self.best = (epoch + 1, row["val_kd"])
                     self._save_best(student)
                 self._save_checkpoint(
@@ -1040,6 +1048,49 @@ class _Run:
                 progress.summary("distill", row)
         return self._selected(student)
 
+    def _probe(self) -> PseudoAnomalyProbe:
+        """The held-out videos' pseudo-anomaly probe; its boxes come from the first teacher's targets."""
+        from aedcli.teachers.maps import load_targets
+
+        clips = [*self.val_clips, *self.val_fast]
+        found = [load_targets(target_path(self.out / "targets", self.teachers[0], c)) for c in clips]
+        sizes = [tuple(map(int, t.meta.get("frame_size", (0, 0)))) for t in found]
+        probe = PseudoAnomalyProbe(
+            self._frames(clips), [c.step for c in clips], [t.boxes for t in found], sizes, self.spec.offset
+        )
+        if self.cfg.select == "val-auc" and len(probe) == 0:
+            raise AedError(
+                "--select val-auc found no proposal box in the sped-up copies of the held-out videos "
+                f"({', '.join(c.name for c in self.val_clips)}); use --select val."
+            )
+        return probe
+
+    def _improves(self, row: dict[str, float]) -> bool:
+        """Whether this epoch beats the best so far under ``--select`` (never with ``last``)."""
+        if self.cfg.select == "last":
+            return False
+        if self.best[0] == 0:
+            return True
+        best = self.history["distill"][self.best[0] - 1]
+        if self.cfg.select == "val-auc":
+            return (-row["val_auc"], row["val_kd"]) < (-best["val_auc"], best["val_kd"])
+        return row["val_kd"] < best["val_kd"]
+
+    def _selection_note(self, epochs: int) -> str:
+        """How the written epoch was chosen, for the weights' provenance."""
+        if not self._written_epoch():
+            return "weights of the last epoch (no checkpoint selection, no test data)"
+        if self.cfg.select == "val-auc":
+            how = (
+                "the highest pseudo-anomaly AUC (sped-up rectangles pasted into normal frames) on the "
+                "held-out training videos"
+            )
+        elif self.cfg.speedups:
+            how = "the lowest validation L_KD on the held-out training videos and their sped-up copies"
+        else:
+            how = "the lowest validation L_KD on the held-out normal training videos"
+        return f"weights of epoch {self.best[0]} of {epochs}, {how} (no test data)"
+
     def _save_best(self, student: Student) -> None:
         """The student of the best validation epoch so far, to ``checkpoints/best.pt`` (rank 0)."""
         if self.env.main:
@@ -1050,10 +1101,10 @@ class _Run:
 
     def _written_epoch(self) -> int:
         """The epoch ``--select val`` chose (1-based), or 0 when the last epoch is written."""
-        return self.best[0] if self.cfg.select == "val" else 0
+        return self.best[0] if self.cfg.select != "last" else 0
 
     def _selected(self, student: Student) -> Student:
-        """``student`` (the last epoch's) or, with ``--select val``, the best validation epoch's."""
+        """``student`` (the last epoch's) or, with ``--select val``/``val-auc``, the chosen epoch's."""
         if not self._written_epoch():
             return student
         path = self.ckpt_dir / "best.pt"
@@ -1090,7 +1141,7 @@ class _Run:
         total_s = sum(r["seconds"] for r in pre) + sum(r["seconds"] for r in post)
         metrics: dict[str, float] = {}
         if post:
-            keys = ("kd", "adv", "d_loss", "val_kd", "val_kd_constant")
+            keys = ("kd", "adv", "d_loss", "val_kd", "val_kd_constant", "val_auc")
             chosen = post[self._written_epoch() - 1]  # index -1 (the last epoch) when nothing was chosen
             metrics |= {k: chosen[k] for k in keys if k in chosen}
             if "val_kd" in metrics and metrics["val_kd"] >= metrics["val_kd_constant"]:
@@ -1107,13 +1158,7 @@ class _Run:
             "command": self.command,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "epochs": {"pretrain": len(pre), "distill": len(post)},
-            "selection": (
-                f"weights of epoch {self.best[0]} of {len(post)}, the lowest validation L_KD on the held-out "
-                + ("training videos and their sped-up copies" if cfg.speedups else "normal training videos")
-                + " (no test data)"
-                if self._written_epoch()
-                else "weights of the last epoch (no checkpoint selection, no test data)"
-            ),
+            "selection": self._selection_note(len(post)),
             "training_seconds": total_s,
             "train_videos": [c.name for c in self.train_clips],
             "val_videos": [c.name for c in self.val_clips],

@@ -67,11 +67,14 @@ def distill_motion_maps(clip: Clip, offset: int = 3) -> np.ndarray:
     return motion.reshape(8, 12, -1).transpose(2, 0, 1)  # (N, 8, 12)
 
 
-def distill_write_targets(dataset: Dataset, targets_dir: Path, teachers: Sequence[str]) -> None:
+def distill_write_targets(
+    dataset: Dataset, targets_dir: Path, teachers: Sequence[str], boxes: bool = False
+) -> None:
     """Target files for every clip and teacher from motion maps, scaled to [0, 1] over the training set.
 
     Like a teacher's scaling: divide by the 99.5th percentile of all training cells, clip at 1; teacher k
-    gets the maps times ``1 - 0.3 k`` so teachers differ.
+    gets the maps times ``1 - 0.3 k`` so teachers differ. ``boxes`` adds one box per frame, the cell of
+    most motion, and the frame size to the metadata (as proposals would).
     """
     maps = {clip: distill_motion_maps(clip) for clip in (*dataset.train, *dataset.test)}
     high = float(np.percentile(np.concatenate([maps[c].ravel() for c in dataset.train]), 99.5)) or 1.0
@@ -79,14 +82,19 @@ def distill_write_targets(dataset: Dataset, targets_dir: Path, teachers: Sequenc
         for clip, motion in maps.items():
             lowres = np.clip(motion / high, 0.0, 1.0) * (1.0 - 0.3 * k)  # (N, 8, 12)
             s1, m4, l16 = pool_targets(lowres)
-            meta = {"format": TARGETS_FORMAT, "version": TARGETS_VERSION, "teacher": teacher}
+            meta: dict[str, object] = {
+                "format": TARGETS_FORMAT,
+                "version": TARGETS_VERSION,
+                "teacher": teacher,
+            }
+            rows = np.zeros((0, 6), np.float32)
+            if boxes:
+                meta["frame_size"] = list(DISTILL_SIZE)
+                ch, cw = DISTILL_SIZE[0] // motion.shape[1], DISTILL_SIZE[1] // motion.shape[2]
+                r, c = np.unravel_index(motion.reshape(len(motion), -1).argmax(axis=1), motion.shape[1:])
+                t = np.arange(len(motion))
+                rows = np.stack([t, c * cw, r * ch, (c + 1) * cw, (r + 1) * ch, t * 0], 1).astype(np.float32)
             targets = Targets(
-                s1,
-                m4,
-                l16,
-                lowres.astype(np.float16),
-                np.zeros((0, 6), np.float32),
-                np.zeros(0, np.float32),
-                meta,
+                s1, m4, l16, lowres.astype(np.float16), rows, np.zeros(len(rows), np.float32), meta
             )
             save_targets(targets_dir / teacher / clip.split / f"{clip.name}.npz", targets)

@@ -88,9 +88,10 @@ def distill(
     select: str = typer.Option(
         "last",
         "--select",
-        metavar="last|val",
-        help="Write the last epoch's student, or the epoch with the lowest validation L_KD (held-out "
-        "normal training video).",
+        metavar="last|val|val-auc",
+        help="Write the last epoch's student; the epoch with the lowest validation L_KD (held-out normal "
+        "training video); or val-auc, the epoch that best tells held-out frames from the same frames with a "
+        "sped-up rectangle pasted in (needs --speedups).",
     ),
     speedups: str | None = typer.Option(
         None,

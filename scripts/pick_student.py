@@ -1,0 +1,65 @@
+"""Apply a shipping rule to finished student runs, from what their weights record (never from test data).
+
+Each candidate is a weights file written by ``aed distill`` with held-out videos. Its provenance holds the
+validation figures of the written epoch: ``val_auc`` (the pseudo-anomaly probe, :mod:`aedcli.probe`),
+``val_kd`` and ``val_kd_constant``. The rules:
+
+- ``val-auc``: the highest ``val_auc`` rounded to 3 decimals; a tie goes to the lower L_KD ratio.
+- ``val-kd``: the lowest validation L_KD / constant answer (the rule of the earlier CPU runs).
+
+    python scripts/pick_student.py --rule val-auc runs/ped2/cpu-*-s1/weights.pt
+
+prints one row per candidate and the winner's path on the last line, so a script can copy it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from aedcli.weights import load_weights
+
+RULES = ("val-auc", "val-kd")
+
+
+def candidate(path: Path) -> dict[str, Any]:
+    """The figures the rules read, from one weights file's provenance."""
+    metrics = load_weights(path).provenance.get("metrics", {})
+    if "val_kd" not in metrics or "val_kd_constant" not in metrics:
+        raise SystemExit(f"{path} records no validation L_KD; it was trained without held-out videos.")
+    return {
+        "path": path,
+        "val_auc": metrics.get("val_auc"),
+        "ratio": metrics["val_kd"] / metrics["val_kd_constant"],
+    }
+
+
+def pick(candidates: list[dict[str, Any]], rule: str) -> dict[str, Any]:
+    """The winner of ``rule`` among ``candidates`` (dicts with ``val_auc`` and ``ratio``)."""
+    if rule == "val-kd":
+        return min(candidates, key=lambda c: c["ratio"])
+    missing = [str(c["path"]) for c in candidates if c["val_auc"] is None]
+    if missing:
+        raise SystemExit(f"{missing[0]} records no pseudo-anomaly AUC; it was trained without --speedups.")
+    return min(candidates, key=lambda c: (-round(c["val_auc"], 3), c["ratio"]))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights", nargs="+", type=Path, help="the candidates' weights files")
+    parser.add_argument("--rule", choices=RULES, default="val-auc")
+    args = parser.parse_args(argv)
+    candidates = [candidate(p) for p in args.weights]
+    winner = pick(candidates, args.rule)
+    for c in candidates:
+        auc = "-" if c["val_auc"] is None else f"{c['val_auc']:.4f}"
+        mark = "  <- chosen" if c is winner else ""
+        print(f"{c['path']}  val_auc {auc}  val L_KD / constant {c['ratio']:.4f}{mark}")
+    print(winner["path"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
