@@ -12,9 +12,11 @@ Croitoru et al., "Lightning Fast Video Anomaly Detection via Adversarial Knowled
    ``BCE(D_k(teacher), 1) + BCE(D_k(student.detach()), 0)``. Adam lr 1e-4 for the student and for every
    discriminator.
 
-The weights kept are those of the last epoch; nothing is ever selected on test data. The decision threshold is
-the 99th percentile of smoothed student scores on ``val_videos`` normal training videos held out from training
-(or on all training videos when ``val_videos=0``, which the threshold's source then says).
+The weights kept are those of the last epoch, or of the epoch ``select`` picks on held-out training video
+(validation L_KD, or the pseudo-anomaly AUC of :mod:`aedcli.probe`); nothing is ever selected on test data.
+The decision threshold is the 99th percentile of smoothed student scores on ``val_videos`` normal training
+videos held out from training (or on all training videos when ``val_videos=0``, which the threshold's source
+then says).
 
 Everything lives in one output folder::
 
