@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +142,24 @@ def test_select_val_auc_needs_speedups_and_held_out_video() -> None:
         tiny_config(select="val-auc")
     with pytest.raises(UsageError, match="needs held-out videos"):
         tiny_config(select="val-auc", speedups=(2,), val_videos=0)
+
+
+def test_two_gloo_processes_measure_the_probe_alike_and_write_the_same_epoch(tmp_path: Path) -> None:
+    dataset, out = _with_fast_targets(tmp_path, boxes=True)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    args = [
+        *("distill", "--dataset", "folder", "--root", str(dataset.root), "--out", str(out)),
+        *("--variant", "fastaed-xs", "--size", "32x48", "--batch", "4", "--teachers", "a"),
+        *("--pretrain-epochs", "1", "--epochs", "2", "--val-videos", "1", "--speedups", "2"),
+        *("--select", "val-auc", "--no-adversarial", "-q"),
+    ]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [*launcher, "-m", "aedcli", *args], env=env, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    history = json.loads((out / "history.json").read_text())["distill"]
+    best = min(range(2), key=lambda e: (-history[e]["val_auc"], history[e]["val_kd"])) + 1
+    loaded = load_weights(out / "weights.pt")
+    assert loaded.provenance["hardware"]["processes"] == 2
+    assert f"epoch {best} of 2" in loaded.provenance["selection"]
