@@ -7,11 +7,12 @@ import typer
 
 def register_commands(app: typer.Typer) -> None:
     """Attach every subcommand to ``app`` (imports stay lazy inside each command body)."""
-    from aedcli.commands import bench, detect, distill, evaluate, export, teach
+    from aedcli.commands import bench, calibrate, detect, distill, evaluate, export, teach
 
     app.command("teach")(teach.teach)
     app.command("distill")(distill.distill)
     app.command("eval")(evaluate.eval_command)
     app.command("detect")(detect.detect)
     app.command("bench")(bench.bench)
+    app.command("calibrate")(calibrate.calibrate)
     app.command("export")(export.export)
