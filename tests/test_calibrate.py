@@ -54,7 +54,7 @@ def test_a_lower_percentile_gives_a_lower_threshold(
     assert np.isfinite(values).all() and values[0] < values[1]
 
 
-def test_calibrate_refuses_an_existing_out_and_a_missing_clip_without_writing(
+def test_calibrate_refuses_an_existing_out_a_missing_clip_and_a_bad_percentile_without_writing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clip = write_video(tmp_path / "normal.mp4")
@@ -65,3 +65,5 @@ def test_calibrate_refuses_an_existing_out_and_a_missing_clip_without_writing(
     missing = tmp_path / "nowhere.mp4"
     code, _, err = run_aed(["calibrate", missing, "--out", tmp_path / "new.pt"], capsys)
     assert code == 2 and str(missing) in err and not (tmp_path / "new.pt").exists()
+    code, _, err = run_aed(["calibrate", clip, "--out", tmp_path / "new.pt", "--percentile", "0"], capsys)
+    assert code == 2 and "--percentile must be in (0, 100]" in err and not (tmp_path / "new.pt").exists()

@@ -50,6 +50,8 @@ def calibrate(
     from aedcli.errors import UsageError
     from aedcli.weights import load_weights
 
+    if percentile is not None and not 0.0 < percentile <= 100.0:
+        raise UsageError(f"--percentile must be in (0, 100], got {percentile:g}.")
     if out.exists() and not force:
         raise UsageError(f"--out {out} already exists; pass --force to overwrite it or choose another path.")
     for clip in clips:
