@@ -61,6 +61,9 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".web
 """Files taken as videos when the source is a folder of videos."""
 
 DEFAULT_WEIGHTS_NAME = "ped2.pt"
+READ_AHEAD_BYTES = 256 * 2**20
+"""With ``--overlay``, the read-ahead queue also holds each decoded frame at full size; it is kept under this
+many bytes (at least 2 frames), so a 4K source queues about 10 frames instead of two batches."""
 
 CSV_COLUMNS = (
     "frame",
@@ -622,6 +625,15 @@ def detect_stream(
         return _run(video, info, loaded, runner, smoother, mode, outputs, threshold, sigma, progress)
 
 
+def read_ahead_depth(batch_size: int, original_bytes: int = 0) -> int:
+    """Frames the reader may decode ahead of the network: two batches, fewer when each queued item also
+    carries an original frame of ``original_bytes`` for the overlay (see :data:`READ_AHEAD_BYTES`)."""
+    depth = 2 * batch_size
+    if original_bytes > 0:
+        depth = min(depth, max(2, READ_AHEAD_BYTES // original_bytes))
+    return depth
+
+
 def _open(source: str | Path | int, timeout_s: float) -> VideoSource:
     live = isinstance(source, int) or _is_camera(source) or _is_url(source)
     # A live source that drops ends the recording cleanly; a file that breaks midway is an error.
@@ -709,7 +721,8 @@ def _run(
                 yield (frame if draw else None), spec.prepare(frame)
 
         stop = files.enter_context(StopRequest())
-        prefetch = FramePrefetcher(decode(), maxsize=2 * runner.batch_size, stop=stop.requested)
+        depth = read_ahead_depth(runner.batch_size, info.width * info.height * info.channels if draw else 0)
+        prefetch = FramePrefetcher(decode(), maxsize=depth, stop=stop.requested)
 
         def frames_for_model() -> Iterator[np.ndarray]:
             for original, prepared in prefetch:

@@ -37,7 +37,8 @@ from _robustness_fixtures import (
     write_video,
 )
 
-from aedcli.detect import OutputPaths, ThresholdChoice, detect_stream
+from aedcli import detect as detect_module
+from aedcli.detect import READ_AHEAD_BYTES, OutputPaths, ThresholdChoice, detect_stream, read_ahead_depth
 from aedcli.inference import StudentRunner
 from aedcli.video import VideoInfo, VideoSource, iter_frames
 from aedcli.weights import load_weights
@@ -270,6 +271,30 @@ def test_4k_frames_are_resized_before_the_network_so_memory_stays_at_a_few_frame
     # A batch of 8 stacks of 4K frames as float32 would take 2.4 GB, and queued 4K frames 25 MB each; the
     # reader resizes every frame to the student's 160x240 first, so about two 4K frames are alive at once.
     assert peak < 4 * one_frame, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_read_ahead_holds_two_batches_unless_full_size_overlay_frames_would_pass_the_byte_budget() -> None:
+    uhd = 3840 * 2160 * 3
+    assert read_ahead_depth(16) == 32 and read_ahead_depth(16, 360 * 240 * 3) == 32
+    assert read_ahead_depth(16, uhd) == READ_AHEAD_BYTES // uhd == 10
+    assert read_ahead_depth(16, 10**10) == 2
+
+
+def test_4k_overlay_runs_with_the_shorter_read_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    depths: list[int] = []
+    real = detect_module.FramePrefetcher
+
+    def recording(frames: Iterator[Any], maxsize: int = 32, stop: threading.Event | None = None) -> Any:
+        depths.append(maxsize)
+        return real(frames, maxsize=maxsize, stop=stop)
+
+    monkeypatch.setattr(detect_module, "FramePrefetcher", recording)
+    uhd = np.random.default_rng(0).integers(0, 255, (2160, 3840, 3), dtype=np.uint8)
+    outputs = OutputPaths.plan(tmp_path, "uhd", overlay=True, plot=False)
+    source = _GeneratedSource(lambda i: np.roll(uhd, i, axis=1), 3)
+    result = detect_stream(source, load_weights(SHIPPED_WEIGHTS), outputs, ThresholdChoice(0.5, "t"))
+    assert result.frames == 3 and depths == [10]
+    assert outputs.overlay is not None and len(list(iter_frames(outputs.overlay))) == 3
 
 
 # ---------------------------------------------------------------------------------------------------------
