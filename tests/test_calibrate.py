@@ -67,3 +67,15 @@ def test_calibrate_refuses_an_existing_out_a_missing_clip_and_a_bad_percentile_w
     assert code == 2 and str(missing) in err and not (tmp_path / "new.pt").exists()
     code, _, err = run_aed(["calibrate", clip, "--out", tmp_path / "new.pt", "--percentile", "0"], capsys)
     assert code == 2 and "--percentile must be in (0, 100]" in err and not (tmp_path / "new.pt").exists()
+
+
+def test_a_folder_of_videos_calibrates_on_every_video_in_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "normal"
+    write_video(folder / "a.mp4", n=9)
+    write_video(folder / "b.avi", n=11, fourcc="MJPG")
+    out = tmp_path / "camera.pt"
+    code, _, err = run_aed(["calibrate", folder, "--out", out, "-q"], capsys)
+    assert code == 0, err
+    assert load_weights(out).provenance["calibration"]["clips"] == {"a.mp4": 9, "b.avi": 11}

@@ -16,7 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 def calibrate(
     clips: list[Path] = typer.Argument(
         ...,
-        help="Clips of normal footage (video files or frame folders) from the camera and encoder to judge.",
+        help="Clips of normal footage from the camera and encoder to judge: video files, frame folders or "
+        "folders of videos.",
         show_default=False,
     ),
     out: Path = typer.Option(
@@ -46,7 +47,7 @@ def calibrate(
     camera, another encoder, a busier scene."""
     from aedcli.calibrate import calibrate as run_calibration
     from aedcli.calibrate import write_calibrated
-    from aedcli.detect import resolve_weights
+    from aedcli.detect import list_sources, resolve_weights
     from aedcli.errors import UsageError
     from aedcli.weights import load_weights
 
@@ -59,6 +60,7 @@ def calibrate(
             raise UsageError(
                 f"calibration clip {clip} does not exist; pass a video file or a folder of frames."
             )
+    sources = [str(s) for clip in clips for s in list_sources(clip)]
     path = resolve_weights(weights)
     loaded = load_weights(path)
     console = Console(stderr=True)
@@ -67,7 +69,7 @@ def calibrate(
         task = progress.add_task("frames", total=None)
         result = run_calibration(
             loaded,
-            [str(c) for c in clips],
+            sources,
             percentile=percentile,
             device=device,
             batch_size=batch,
