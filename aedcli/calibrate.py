@@ -24,7 +24,7 @@ import numpy as np
 
 from aedcli.errors import AedError
 from aedcli.inference import StudentRunner
-from aedcli.scoring import Threshold, frame_scores, threshold_from_normal
+from aedcli.scoring import Threshold, frame_scores, threshold_from_normal, threshold_source
 from aedcli.video import iter_frames
 from aedcli.weights import LoadedWeights, save_weights
 
@@ -83,12 +83,12 @@ def calibrate(
     raw = {name: score_normal(runner, s, gray, on_batch) for name, s in zip(names, sources, strict=True)}
     measured = threshold_from_normal(raw, loaded.sigma, percentile)
     frames = {name: len(r) for name, r in raw.items()}
-    source = (
-        f"{measured.source.split(' on ')[0]} on {len(raw)} clip{'s' if len(raw) != 1 else ''} of normal "
-        f"footage ({sum(frames.values()):,} frames) given to aed calibrate: {', '.join(names)}"
+    kind = ("clip of normal footage", "clips of normal footage")
+    where = threshold_source(measured.percentile, measured.sigma, len(raw), sum(frames.values()), kind)
+    source = f"{where} given to aed calibrate: {', '.join(names)}"
+    return Calibration(
+        Threshold(measured.value, measured.sigma, measured.percentile, source), frames, previous
     )
-    threshold = Threshold(measured.value, measured.sigma, measured.percentile, source)
-    return Calibration(threshold, frames, previous)
 
 
 def write_calibrated(loaded: LoadedWeights, result: Calibration, out: str | Path) -> Path:

@@ -964,8 +964,7 @@ class _Run:
             val_targets = read_targets(self.out / "targets", self.teachers, val_clips)
             val_set = self._stacks(val_clips, val_targets)
             val_constant = constant_kd_loss(targets, val_targets, self.teacher_weights, cfg.heads)
-        probe = self._probe() if self.val_fast else None
-        probe = probe if probe is not None and len(probe) else None
+        probe = self._probe()
         partial_heads = set(cfg.heads) != set(HEADS)
         ddp_student = _wrap(student, env, find_unused=cfg.no_adversarial and partial_heads)
         ddp_ds = [_wrap(d, env) for d in discriminators]
@@ -1050,10 +1049,13 @@ class _Run:
                 progress.summary("distill", row)
         return self._selected(student)
 
-    def _probe(self) -> PseudoAnomalyProbe:
-        """The held-out videos' pseudo-anomaly probe; its boxes come from the first teacher's targets."""
+    def _probe(self) -> PseudoAnomalyProbe | None:
+        """The held-out videos' pseudo-anomaly probe (None without sped-up held-out video or boxes); its boxes
+        come from the first teacher's targets."""
         from aedcli.teachers.maps import load_targets
 
+        if not self.val_fast:
+            return None
         clips = [*self.val_clips, *self.val_fast]
         found = [load_targets(target_path(self.out / "targets", self.teachers[0], c)) for c in clips]
         sizes = [tuple(map(int, t.meta.get("frame_size", (0, 0)))) for t in found]
@@ -1065,7 +1067,7 @@ class _Run:
                 "--select val-auc found no proposal box in the sped-up copies of the held-out videos "
                 f"({', '.join(c.name for c in self.val_clips)}); use --select val."
             )
-        return probe
+        return probe if len(probe) else None
 
     def _improves(self, row: dict[str, float]) -> bool:
         """Whether this epoch beats the best so far under ``--select`` (never with ``last``)."""

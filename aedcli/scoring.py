@@ -224,12 +224,22 @@ def threshold_from_normal(
         raise ValueError("threshold_from_normal needs the scores of at least one normal training frame")
     all_scores = np.concatenate(smoothed)
     value = float(np.percentile(all_scores, percentile))
-    videos = len(smoothed)
-    source = (
-        f"{_ordinal(percentile)} percentile of smoothed scores (sigma={sigma:g} frames) on {videos} normal "
-        f"training video{'s' if videos != 1 else ''} ({all_scores.size:,} frames)"
-    )
+    source = threshold_source(percentile, sigma, len(smoothed), all_scores.size)
     return Threshold(value=value, sigma=float(sigma), percentile=float(percentile), source=source)
+
+
+def threshold_source(
+    percentile: float,
+    sigma: float,
+    videos: int,
+    frames: int,
+    kind: tuple[str, str] = ("normal training video", "normal training videos"),
+) -> str:
+    """Where a percentile threshold came from, in words; ``kind`` names the videos (singular, plural)."""
+    return (
+        f"{_ordinal(percentile)} percentile of smoothed scores (sigma={sigma:g} frames) on {videos} "
+        f"{kind[videos != 1]} ({frames:,} frames)"
+    )
 
 
 def per_video_minmax(scores: Any) -> np.ndarray:
