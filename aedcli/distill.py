@@ -83,7 +83,9 @@ from aedcli.weights import save_weights
 Stage = Literal["teachers", "pretrain", "distill", "all"]
 STAGES: tuple[str, ...] = ("teachers", "pretrain", "distill", "all")
 HEADS: tuple[str, ...] = ("s", "m", "l")
-SELECTIONS: tuple[str, ...] = ("last", "val", "val-auc")
+SELECTIONS: tuple[str, ...] = ("last", "val", "val-auc", "val-auc-box")
+PROBE_KEYS: dict[str, str] = {"cells": "val_auc", "box": "val_auc_box"}
+"""History column of each pseudo-anomaly probe region (:mod:`aedcli.probe`)."""
 DEFAULT_TEACHERS: tuple[str, ...] = ("a", "b")
 """Used when no teachers are named and the teacher pipeline does not declare its own defaults."""
 
@@ -133,8 +135,9 @@ class DistillConfig:
                    it, a single bad batch late in training can throw a CPU run at a raised --lr off for good.
     select:        which epoch's student is written: ``last``; ``val``, the epoch with the lowest
                    validation L_KD (normal training video held out; never test data), needs --val-videos;
-                   or ``val-auc``, the epoch with the highest pseudo-anomaly AUC on the held-out videos
-                   (:mod:`aedcli.probe`; ties go to the lower L_KD), which also needs --speedups.
+                   ``val-auc``, the epoch with the highest pseudo-anomaly AUC on the held-out videos
+                   (:mod:`aedcli.probe`, grid-cell pastes; ties go to the lower L_KD), which also needs
+                   --speedups; or ``val-auc-box``, the same with the probe's object-box pastes.
     speedups:      pseudo-anomalies: each training (and validation) video is also played this many times
                    faster (:func:`aedcli.data.clips.sped_up`), the teachers score those clips like any other,
                    and the student learns from both (empty = normal video only, the paper's recipe).
@@ -224,8 +227,10 @@ class DistillConfig:
             raise UsageError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}.")
         if self.select != "last" and self.val_videos == 0:
             raise UsageError(f"--select {self.select} needs held-out videos; pass --val-videos 1 or more.")
-        if self.select == "val-auc" and not self.speedups:
-            raise UsageError("--select val-auc pastes sped-up video into held-out frames; pass --speedups.")
+        if self.select.startswith("val-auc") and not self.speedups:
+            raise UsageError(
+                f"--select {self.select} pastes sped-up video into held-out frames; pass --speedups."
+            )
         if self.variant not in VARIANTS:
             raise UsageError(f"--variant {self.variant!r} is unknown; choose one of {', '.join(VARIANTS)}.")
 
@@ -964,7 +969,7 @@ class _Run:
             val_targets = read_targets(self.out / "targets", self.teachers, val_clips)
             val_set = self._stacks(val_clips, val_targets)
             val_constant = constant_kd_loss(targets, val_targets, self.teacher_weights, cfg.heads)
-        probe = self._probe()
+        probes = self._probes()
         partial_heads = set(cfg.heads) != set(HEADS)
         ddp_student = _wrap(student, env, find_unused=cfg.no_adversarial and partial_heads)
         ddp_ds = [_wrap(d, env) for d in discriminators]
@@ -1016,8 +1021,8 @@ class _Run:
                     )
                     row["val_kd"] = vloss / max(vframes, 1)
                     row["val_kd_constant"] = val_constant
-                if probe is not None:  # every rank scores the whole (small) probe, so all choose alike
-                    row["val_auc"] = probe_auc(_unwrap(ddp_student), probe, self.spec, env.device)
+                for key, probe in probes.items():  # every rank scores the whole (small) probe: all agree
+                    row[key] = probe_auc(_unwrap(ddp_student), probe, self.spec, env.device)
                 scheduler.step()
                 if scheduler_d is not None:
                     scheduler_d.step()
@@ -1049,25 +1054,27 @@ class _Run:
                 progress.summary("distill", row)
         return self._selected(student)
 
-    def _probe(self) -> PseudoAnomalyProbe | None:
-        """The held-out videos' pseudo-anomaly probe (None without sped-up held-out video or boxes); its boxes
-        come from the first teacher's targets."""
+    def _probes(self) -> dict[str, PseudoAnomalyProbe]:
+        """The held-out videos' pseudo-anomaly probes by history column, one per paste region (none without
+        sped-up held-out video or boxes); their boxes come from the first teacher's targets."""
         from aedcli.teachers.maps import load_targets
 
         if not self.val_fast:
-            return None
+            return {}
         clips = [*self.val_clips, *self.val_fast]
         found = [load_targets(target_path(self.out / "targets", self.teachers[0], c)) for c in clips]
         sizes = [tuple(map(int, t.meta.get("frame_size", (0, 0)))) for t in found]
-        probe = PseudoAnomalyProbe(
-            self._frames(clips), [c.step for c in clips], [t.boxes for t in found], sizes, self.spec.offset
-        )
-        if self.cfg.select == "val-auc" and len(probe) == 0:
+        frames, steps, boxes = self._frames(clips), [c.step for c in clips], [t.boxes for t in found]
+        probes = {
+            key: PseudoAnomalyProbe(frames, steps, boxes, sizes, self.spec.offset, region=region)
+            for region, key in PROBE_KEYS.items()
+        }
+        if self.cfg.select.startswith("val-auc") and not len(probes["val_auc"]):
             raise AedError(
-                "--select val-auc found no proposal box in the sped-up copies of the held-out videos "
-                f"({', '.join(c.name for c in self.val_clips)}); use --select val."
+                f"--select {self.cfg.select} found no proposal box in the sped-up copies of the held-out "
+                f"videos ({', '.join(c.name for c in self.val_clips)}); use --select val."
             )
-        return probe if len(probe) else None
+        return {key: probe for key, probe in probes.items() if len(probe)}
 
     def _improves(self, row: dict[str, float]) -> bool:
         """Whether this epoch beats the best so far under ``--select`` (never with ``last``)."""
@@ -1076,8 +1083,9 @@ class _Run:
         if self.best[0] == 0:
             return True
         best = self.history["distill"][self.best[0] - 1]
-        if self.cfg.select == "val-auc":
-            return (-row["val_auc"], row["val_kd"]) < (-best["val_auc"], best["val_kd"])
+        if self.cfg.select.startswith("val-auc"):
+            key = "val_auc_box" if self.cfg.select == "val-auc-box" else "val_auc"
+            return (-row[key], row["val_kd"]) < (-best[key], best["val_kd"])
         return row["val_kd"] < best["val_kd"]
 
     def _selection_note(self, epochs: int) -> str:
@@ -1087,6 +1095,11 @@ class _Run:
         if self.cfg.select == "val-auc":
             how = (
                 "the highest pseudo-anomaly AUC (sped-up rectangles pasted into normal frames) on the "
+                "held-out training videos"
+            )
+        elif self.cfg.select == "val-auc-box":
+            how = (
+                "the highest pseudo-anomaly AUC (sped-up object boxes pasted into normal frames) on the "
                 "held-out training videos"
             )
         elif self.cfg.speedups:
@@ -1145,7 +1158,7 @@ class _Run:
         total_s = sum(r["seconds"] for r in pre) + sum(r["seconds"] for r in post)
         metrics: dict[str, float] = {}
         if post:
-            keys = ("kd", "adv", "d_loss", "val_kd", "val_kd_constant", "val_auc")
+            keys = ("kd", "adv", "d_loss", "val_kd", "val_kd_constant", *PROBE_KEYS.values())
             chosen = post[self._written_epoch() - 1]  # index -1 (the last epoch) when nothing was chosen
             metrics |= {k: chosen[k] for k in keys if k in chosen}
             if "val_kd" in metrics and metrics["val_kd"] >= metrics["val_kd_constant"]:

@@ -8,6 +8,15 @@ around a proposal box (label 1), so that the rectangle holds an object moving 2 
 student scores both with the frame score of inference (:func:`aedcli.scoring.frame_scores`), and the probe
 reports the ROC AUC of those scores against the labels (no smoothing: the pastes are drawn per frame).
 
+Two kinds of paste (``region``):
+
+- ``cells``: one or two cells of the student's 4x4 grid each way, placed to hold the box's centre. A quarter
+  to half of the frame changes at once, seams included; students trained with ``--region-mix`` (which pastes
+  the same kind of rectangle) learn to see it, and their AUC saturates near 1.
+- ``box``: the sped-up frame's proposal box itself, a quarter of its size wider on each side: one object
+  moving too fast in its own place, with the background around it nearly unchanged, as in a real anomaly.
+  Harder, and not the shape ``--region-mix`` trains on, so it still ranks students whose ``cells`` AUC ties.
+
 The draws depend on the videos, their proposal boxes and a fixed seed only, not on the teachers or the
 run's seed, so every run on the same held-out videos and boxes is measured on the same frames.
 
@@ -33,7 +42,10 @@ from aedcli.scoring import frame_scores
 PROBE_SEED = 0
 """Fixed, so that runs with different ``--seed`` are compared on the same frames."""
 GRID = 4
-"""The pasted rectangle is one or two cells of this grid each way (the student's 4x4 map)."""
+"""A ``cells`` paste is one or two cells of this grid each way (the student's 4x4 map)."""
+BOX_MARGIN = 0.25
+"""A ``box`` paste is the proposal box widened by this fraction of its size on each side."""
+REGIONS: tuple[str, ...] = ("cells", "box")
 
 
 def cell_rect(
@@ -44,6 +56,15 @@ def cell_rect(
     y0, y1 = round(r0 * height / grid), round((r0 + rows) * height / grid)
     x0, x1 = round(c0 * width / grid), round((c0 + cols) * width / grid)
     return y0, y1, x0, x1
+
+
+def box_fractions(row: np.ndarray, height: int, width: int, margin: float = BOX_MARGIN) -> np.ndarray:
+    """Bounds ``(y0, y1, x0, x1)`` as fractions of the frame of a box row ``[frame, x0, y0, x1, y1, ...]``
+    (source pixels of a ``height`` x ``width`` frame), widened by ``margin`` of its size and clipped."""
+    x0, y0, x1, y1 = (float(v) for v in row[1:5])
+    dy, dx = margin * (y1 - y0), margin * (x1 - x0)
+    out = np.array([(y0 - dy) / height, (y1 + dy) / height, (x0 - dx) / width, (x1 + dx) / width])
+    return np.clip(out, 0.0, 1.0)
 
 
 def rect_around(
@@ -66,7 +87,7 @@ class PseudoAnomalyProbe(Dataset):
     ``frame_paths``/``steps`` are the validation clips as for :class:`aedcli.distill.StackDataset` (normal
     speed, step 1, and their sped-up copies, step k, reading the same cache); ``boxes[c]`` are clip c's
     proposal boxes, rows ``[frame, x0, y0, x1, y1, ...]`` in source pixels with ``frame_sizes[c]`` = (H, W)
-    (0 = unknown: the clip's boxes are not used).
+    (0 = unknown: the clip's boxes are not used); ``region`` is ``cells`` or ``box`` (module docstring).
     A normal frame whose video has no sped-up frame with a box is left out of both halves.
     """
 
@@ -77,16 +98,21 @@ class PseudoAnomalyProbe(Dataset):
         boxes: Sequence[np.ndarray],
         frame_sizes: Sequence[tuple[int, int]],
         offset: int,
+        region: str = "cells",
     ) -> None:
         from aedcli.distill import StackDataset
 
+        if region not in REGIONS:
+            raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {region!r}")
+        self.region = region
         self.data = StackDataset(frame_paths, offset, None, steps)
         where = zip(self.data.clip_of, self.data.t_of, strict=True)
         items = {(int(c), int(t)): i for i, (c, t) in enumerate(where)}
         rng = np.random.default_rng(PROBE_SEED)
         normal_of = {str(p): c for c, p in enumerate(frame_paths) if steps[c] == 1}
-        # (item, box centre as fractions) of every sped-up frame with a box, per normal-speed clip
-        sources: dict[int, list[tuple[int, float, float]]] = {c: [] for c in normal_of.values()}
+        # (item, box centre and widened bounds as fractions) of every sped-up frame with a box, per
+        # normal-speed clip
+        sources: dict[int, list[tuple[int, float, float, np.ndarray]]] = {c: [] for c in normal_of.values()}
         for c, (path, step) in enumerate(zip(frame_paths, steps, strict=True)):
             owner = normal_of.get(str(path))
             h, w = frame_sizes[c]
@@ -96,16 +122,22 @@ class PseudoAnomalyProbe(Dataset):
             for row in rows.reshape(len(rows), -1) if rows.size else ():
                 i = items.get((c, int(row[0]) * step))
                 if i is not None:
-                    sources[owner].append((i, (row[2] + row[4]) / 2 / h, (row[1] + row[3]) / 2 / w))
+                    cy, cx = (row[2] + row[4]) / 2 / h, (row[1] + row[3]) / 2 / w
+                    sources[owner].append((i, cy, cx, box_fractions(row, h, w)))
         self.normal: list[int] = []
-        self.pastes: list[tuple[int, int, int, int, int]] = []  # (source item, rows, cols, r0, c0)
+        self.pastes: list[tuple[int, int, int, int, int]] = []  # cells: (source item, rows, cols, r0, c0)
+        self.boxes: list[tuple[int, np.ndarray]] = []  # box: (source item, bounds as fractions)
         for i, c in enumerate(self.data.clip_of):
             src = sources.get(int(c))
             if not src:
                 continue
-            j, cy, cx = src[int(rng.integers(len(src)))]
+            j, cy, cx, bounds = src[int(rng.integers(len(src)))]
             self.normal.append(i)
-            self.pastes.append((j, *rect_around(cy, cx, rng)))
+            rect = rect_around(cy, cx, rng)  # drawn for both regions, so both paste the same frames
+            if region == "cells":
+                self.pastes.append((j, *rect))
+            else:
+                self.boxes.append((j, bounds))
 
     def __len__(self) -> int:
         return 2 * len(self.normal)
@@ -120,12 +152,22 @@ class PseudoAnomalyProbe(Dataset):
         (stack,) = self.data[self.normal[k % n]]
         if k < n:
             return stack, 0
-        j, rows, cols, r0, c0 = self.pastes[k - n]
+        (y0, y1, x0, x1), j = self.rect(k - n, stack.shape[1], stack.shape[2])
         (patch,) = self.data[j]
-        y0, y1, x0, x1 = cell_rect(rows, cols, r0, c0, stack.shape[1], stack.shape[2])
         out = stack.copy()
         out[:, y0:y1, x0:x1] = patch[:, y0:y1, x0:x1]
         return out, 1
+
+    def rect(self, i: int, height: int, width: int) -> tuple[tuple[int, int, int, int], int]:
+        """Pixel bounds ``(y0, y1, x0, x1)`` of paste ``i`` in a ``height`` x ``width`` stack, and the item
+        its pixels come from."""
+        if self.region == "cells":
+            j, rows, cols, r0, c0 = self.pastes[i]
+            return cell_rect(rows, cols, r0, c0, height, width), j
+        j, (fy0, fy1, fx0, fx1) = self.boxes[i]
+        y0, x0 = int(np.floor(fy0 * height)), int(np.floor(fx0 * width))
+        y1, x1 = max(int(np.ceil(fy1 * height)), y0 + 1), max(int(np.ceil(fx1 * width)), x0 + 1)
+        return (y0, y1, x0, x1), j
 
 
 @torch.no_grad()

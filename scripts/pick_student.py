@@ -1,13 +1,15 @@
 """Apply a shipping rule to finished student runs, from what their weights record (never from test data).
 
 Each candidate is a weights file written by ``aed distill`` with held-out videos. Its provenance holds the
-validation figures of the written epoch: ``val_auc`` (the pseudo-anomaly probe, :mod:`aedcli.probe`),
-``val_kd`` and ``val_kd_constant``. The rules:
+validation figures of the written epoch: ``val_auc`` and ``val_auc_box`` (the pseudo-anomaly probe with
+grid-cell and with object-box pastes, :mod:`aedcli.probe`), ``val_kd`` and ``val_kd_constant``. The rules:
 
+- ``val-auc-box``: the highest ``val_auc_box`` rounded to 3 decimals; a tie goes to the higher ``val_auc``
+  (3 decimals), then to the lower L_KD ratio.
 - ``val-auc``: the highest ``val_auc`` rounded to 3 decimals; a tie goes to the lower L_KD ratio.
 - ``val-kd``: the lowest validation L_KD / constant answer (the rule of the earlier CPU runs).
 
-    python scripts/pick_student.py --rule val-auc runs/ped2/cpu-*-s1/weights.pt
+    python scripts/pick_student.py --rule val-auc-box runs/ped2/cpu-*-s2/weights.pt
 
 prints one row per candidate and the winner's path on the last line, so a script can copy it.
 """
@@ -21,7 +23,7 @@ from typing import Any
 
 from aedcli.weights import load_weights
 
-RULES = ("val-auc", "val-kd")
+RULES = ("val-auc-box", "val-auc", "val-kd")
 
 
 def candidate(path: Path) -> dict[str, Any]:
@@ -32,18 +34,23 @@ def candidate(path: Path) -> dict[str, Any]:
     return {
         "path": path,
         "val_auc": metrics.get("val_auc"),
+        "val_auc_box": metrics.get("val_auc_box"),
         "ratio": metrics["val_kd"] / metrics["val_kd_constant"],
     }
 
 
 def pick(candidates: list[dict[str, Any]], rule: str) -> dict[str, Any]:
-    """The winner of ``rule`` among ``candidates`` (dicts with ``val_auc`` and ``ratio``)."""
+    """The winner of ``rule`` among ``candidates`` (dicts with ``val_auc``, ``val_auc_box`` and ``ratio``)."""
     if rule == "val-kd":
         return min(candidates, key=lambda c: c["ratio"])
-    missing = [str(c["path"]) for c in candidates if c["val_auc"] is None]
+    keys = ("val_auc_box", "val_auc") if rule == "val-auc-box" else ("val_auc",)
+    missing = [str(c["path"]) for c in candidates for k in keys if c[k] is None]
     if missing:
-        raise SystemExit(f"{missing[0]} records no pseudo-anomaly AUC; it was trained without --speedups.")
-    return min(candidates, key=lambda c: (-round(c["val_auc"], 3), c["ratio"]))
+        raise SystemExit(
+            f"{missing[0]} records no {keys[0]}; it was trained without --speedups or before that "
+            "probe existed."
+        )
+    return min(candidates, key=lambda c: (*(-round(c[k], 3) for k in keys), c["ratio"]))
 
 
 def main(argv: list[str]) -> int:
@@ -54,9 +61,11 @@ def main(argv: list[str]) -> int:
     candidates = [candidate(p) for p in args.weights]
     winner = pick(candidates, args.rule)
     for c in candidates:
-        auc = "-" if c["val_auc"] is None else f"{c['val_auc']:.4f}"
+        aucs = "  ".join(
+            f"{k} " + ("-" if c[k] is None else f"{c[k]:.4f}") for k in ("val_auc_box", "val_auc")
+        )
         mark = "  <- chosen" if c is winner else ""
-        print(f"{c['path']}  val_auc {auc}  val L_KD / constant {c['ratio']:.4f}{mark}")
+        print(f"{c['path']}  {aucs}  val L_KD / constant {c['ratio']:.4f}{mark}")
     print(winner["path"])
     return 0
 

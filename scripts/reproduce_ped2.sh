@@ -50,6 +50,13 @@
 #   held-out videos, aedcli/probe.py). Its rule, fixed before any of them was started: weights/ped2.pt
 #   becomes the run whose written epoch has the highest pseudo-anomaly AUC (3 decimals; a tie goes to the
 #   lower L_KD ratio), whatever its test score: scripts/pick_student.py --rule val-auc applies it.
+# Third round (-s2, -s3: --seed 2 and 3 of the two region-mix recipes, --select val-auc-box: the epoch with the
+#   highest AUC of the probe's object-box pastes, which do not saturate as the grid-cell pastes did for every
+#   region-mix run of the second round). Its rule, fixed and committed before any of them was started:
+#   weights/ped2.pt becomes the third-round run whose written epoch has the highest object-box probe AUC
+#   (3 decimals; a tie goes to the higher grid-cell probe AUC, then to the lower L_KD ratio), whatever its test
+#   score: scripts/pick_student.py --rule val-auc-box applies it. Runs of earlier rounds are not candidates:
+#   their test scores were known when this rule was written.
 # Earlier pseudo-anomaly runs (160x240, adversarial, no pseudo-anomalies; docs/results.md marks them "v1") used
 # the flow teacher from before its clip-end fix: `git checkout 23d7811` and its script reproduce them.
 # Every protocol choice is printed with each result: all test frames, sigma 3, no per-video normalisation.
@@ -197,6 +204,24 @@ if has pseudo; then
   chosen=$(python scripts/pick_student.py --rule val-auc "${candidates[@]}" | tail -n 1)
   echo "shipping rule (highest pseudo-anomaly AUC) chose $chosen"
   for run in "${PSEUDO_SEED1[@]}"; do
+    $AED eval --dataset ped2 --root "$PED2" --weights "$RUNS/$run/weights.pt" --sigma "$SIGMA" \
+      --json "$RUNS/reports/student-$run.json"
+  done
+fi
+
+PSEUDO_ROUND3=(cpu-flow-mix-240-s2 cpu-flow-mix-240-s3 cpu-abf-mix-240-s2 cpu-abf-mix-240-s3)
+if has pseudo; then
+  for run in "${PSEUDO_ROUND3[@]}"; do
+    prepare pretrain-cpu-240 "$run"
+    # shellcheck disable=SC2086
+    $AED distill "${CPU[@]}" --out "$RUNS/$run" ${PSEUDO_ARGS[${run%-s?}]} --epochs 15 --no-adversarial \
+      --lr 3e-4 --speedups 2,3 --seed "${run##*-s}" --select val-auc-box --stage distill --resume
+  done
+  candidates=()
+  for run in "${PSEUDO_ROUND3[@]}"; do candidates+=("$RUNS/$run/weights.pt"); done
+  chosen=$(python scripts/pick_student.py --rule val-auc-box "${candidates[@]}" | tail -n 1)
+  echo "shipping rule (highest object-box pseudo-anomaly AUC) chose $chosen"
+  for run in "${PSEUDO_ROUND3[@]}"; do
     $AED eval --dataset ped2 --root "$PED2" --weights "$RUNS/$run/weights.pt" --sigma "$SIGMA" \
       --json "$RUNS/reports/student-$run.json"
   done

@@ -21,8 +21,8 @@ def _script() -> ModuleType:
     return module
 
 
-def _c(name: str, auc: float | None, ratio: float) -> dict[str, object]:
-    return {"path": Path(name), "val_auc": auc, "ratio": ratio}
+def _c(name: str, auc: float | None, ratio: float, box: float | None = None) -> dict[str, object]:
+    return {"path": Path(name), "val_auc": auc, "val_auc_box": box, "ratio": ratio}
 
 
 def test_val_auc_rule_takes_the_highest_auc_and_breaks_ties_at_three_decimals_by_the_loss_ratio() -> None:
@@ -34,5 +34,23 @@ def test_val_auc_rule_takes_the_highest_auc_and_breaks_ties_at_three_decimals_by
 
 
 def test_val_auc_rule_refuses_a_run_without_the_probe() -> None:
-    with pytest.raises(SystemExit, match="records no pseudo-anomaly AUC"):
+    with pytest.raises(SystemExit, match="records no val_auc; it was trained without --speedups"):
         _script().pick([_c("a", None, 0.1), _c("b", 0.9, 0.2)], "val-auc")
+
+
+def test_val_auc_box_rule_takes_the_highest_box_auc_then_the_cell_auc_then_the_loss_ratio() -> None:
+    pick = _script().pick
+    runs = [
+        _c("a", 0.999, 0.05, box=0.8701),
+        _c("b", 0.990, 0.30, box=0.9104),
+        _c("c", 0.995, 0.40, box=0.9096),
+        _c("d", 0.995, 0.20, box=0.9098),
+    ]
+    assert pick(runs, "val-auc-box")["path"] == Path("d")  # b, c, d tie at 0.910; c, d at 0.995; d's ratio
+    assert pick(runs[:2], "val-auc-box")["path"] == Path("b")  # a's cell AUC does not outweigh b's box AUC
+    assert pick(runs, "val-auc")["path"] == Path("a")
+
+
+def test_val_auc_box_rule_refuses_a_run_trained_before_the_box_probe() -> None:
+    with pytest.raises(SystemExit, match="records no val_auc_box; it was trained without"):
+        _script().pick([_c("a", 0.99, 0.1), _c("b", 0.9, 0.2, box=0.8)], "val-auc-box")

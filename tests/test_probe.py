@@ -19,7 +19,7 @@ from aedcli.data.clips import Dataset, sped_up
 from aedcli.distill import StackDataset, distill
 from aedcli.errors import AedError, UsageError
 from aedcli.inputs import InputSpec
-from aedcli.probe import PseudoAnomalyProbe, cell_rect, probe_auc, rect_around
+from aedcli.probe import PseudoAnomalyProbe, box_fractions, cell_rect, probe_auc, rect_around
 from aedcli.student import StudentMaps
 from aedcli.weights import load_weights
 
@@ -38,9 +38,11 @@ def _moving_square(path: Path, n: int = 24, speed: int = 1) -> Path:
     return path
 
 
-def _probe(path: Path, fast_boxes: np.ndarray) -> PseudoAnomalyProbe:
+def _probe(path: Path, fast_boxes: np.ndarray, region: str = "cells") -> PseudoAnomalyProbe:
     empty = np.zeros((0, 6), np.float32)
-    return PseudoAnomalyProbe([path, path], [1, 2], [empty, fast_boxes], [(H, W), (H, W)], offset=3)
+    return PseudoAnomalyProbe(
+        [path, path], [1, 2], [empty, fast_boxes], [(H, W), (H, W)], offset=3, region=region
+    )
 
 
 def test_rect_around_always_holds_the_cell_of_the_point() -> None:
@@ -73,6 +75,40 @@ def test_probe_pairs_each_normal_frame_with_a_sped_up_rectangle_around_a_box(tmp
         assert np.array_equal(pasted[:, outside], normal[:, outside])
 
 
+def test_box_probe_pastes_the_sped_up_box_widened_by_a_quarter_and_nothing_else(tmp_path: Path) -> None:
+    path = _moving_square(tmp_path / "clip.npy")
+    boxes = np.array([[f, 20, 8, 28, 16, 0.5] for f in range(12)], np.float32)  # 8x8 box at (8..16, 20..28)
+    probe = _probe(path, boxes, region="box")
+    plain = StackDataset([path, path], 3, None, [1, 2])
+    assert len(probe) == 48 and probe.labels().tolist() == [0] * 24 + [1] * 24
+    for k in range(24):
+        normal, _ = probe[k]
+        pasted, label = probe[24 + k]
+        (y0, y1, x0, x1), j = probe.rect(k, H, W)
+        assert label == 1 and j >= 24 and (y0, y1, x0, x1) == (6, 18, 18, 30)  # 2 px more on each side
+        assert np.array_equal(pasted[:, y0:y1, x0:x1], plain[j][0][:, y0:y1, x0:x1])
+        outside = np.ones((H, W), bool)
+        outside[y0:y1, x0:x1] = False
+        assert np.array_equal(pasted[:, outside], normal[:, outside])
+
+
+def test_box_and_cell_probes_draw_the_same_source_frames(tmp_path: Path) -> None:
+    path = _moving_square(tmp_path / "clip.npy")
+    boxes = np.array([[f, 2 + 3 * f, 13, 8 + 3 * f, 19, 0.5] for f in range(12)], np.float32)
+    cells, box = _probe(path, boxes), _probe(path, boxes, region="box")
+    assert [p[0] for p in cells.pastes] == [b[0] for b in box.boxes]
+
+
+def test_box_fractions_clip_the_widened_box_to_the_frame() -> None:
+    row = np.array([0, 0, 10, 40, 30, 1.0])  # x 0..40, y 10..30 in a 40x80 frame
+    np.testing.assert_allclose(box_fractions(row, 40, 80), [5 / 40, 35 / 40, 0.0, 50 / 80])
+
+
+def test_probe_rejects_an_unknown_region(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="region must be one of cells, box"):
+        _probe(_moving_square(tmp_path / "clip.npy"), np.zeros((0, 6), np.float32), region="ring")
+
+
 def test_probe_leaves_out_videos_whose_sped_up_copies_have_no_box(tmp_path: Path) -> None:
     assert len(_probe(_moving_square(tmp_path / "clip.npy"), np.zeros((0, 6), np.float32))) == 0
 
@@ -102,6 +138,9 @@ def test_probe_auc_is_high_for_a_student_that_sees_fast_motion_and_low_for_its_o
     spec, cpu = InputSpec(H, W, 1), torch.device("cpu")
     assert probe_auc(_MotionNet(), probe, spec, cpu) > 0.8
     assert probe_auc(_MotionNet(-1.0), probe, spec, cpu) < 0.2
+    boxed = _probe(path, boxes, region="box")
+    assert probe_auc(_MotionNet(), boxed, spec, cpu) > 0.8
+    assert probe_auc(_MotionNet(-1.0), boxed, spec, cpu) < 0.2
     assert np.isnan(probe_auc(_MotionNet(), _probe(path, np.zeros((0, 6), np.float32)), spec, cpu))
 
 
@@ -129,6 +168,21 @@ def test_select_val_auc_writes_the_epoch_that_best_separates_the_probe(tmp_path:
     assert loaded.provenance["metrics"]["val_auc"] == history[best - 1]["val_auc"]
     saved = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
     assert saved["epoch"] == best
+
+
+def test_select_val_auc_box_writes_the_epoch_that_best_separates_the_box_probe(tmp_path: Path) -> None:
+    dataset, out = _with_fast_targets(tmp_path, boxes=True)
+    result = distill(dataset, out, tiny_config(epochs=3, speedups=(2,), select="val-auc-box"), quiet=True)
+    history = json.loads((out / "history.json").read_text())["distill"]
+    assert all(0.0 <= row["val_auc_box"] <= 1.0 and 0.0 <= row["val_auc"] <= 1.0 for row in history)
+    best = min(range(3), key=lambda e: (-history[e]["val_auc_box"], history[e]["val_kd"])) + 1
+    assert result.weights is not None
+    loaded = load_weights(result.weights)
+    assert f"epoch {best} of 3" in loaded.provenance["selection"]
+    assert "sped-up object boxes" in loaded.provenance["selection"]
+    metrics = loaded.provenance["metrics"]
+    assert metrics["val_auc_box"] == history[best - 1]["val_auc_box"]
+    assert metrics["val_auc"] == history[best - 1]["val_auc"]
 
 
 def test_select_val_auc_says_so_when_the_held_out_copies_have_no_boxes(tmp_path: Path) -> None:

@@ -88,10 +88,11 @@ def distill(
     select: str = typer.Option(
         "last",
         "--select",
-        metavar="last|val|val-auc",
+        metavar="last|val|val-auc|val-auc-box",
         help="Write the last epoch's student; the epoch with the lowest validation L_KD (held-out normal "
-        "training video); or val-auc, the epoch that best tells held-out frames from the same frames with a "
-        "sped-up rectangle pasted in (needs --speedups).",
+        "training video); val-auc, the epoch that best tells held-out frames from the same frames with a "
+        "sped-up rectangle of grid cells pasted in; or val-auc-box, the same with sped-up object boxes "
+        "(both need --speedups).",
     ),
     speedups: str | None = typer.Option(
         None,
