@@ -14,8 +14,11 @@ Two kinds of paste (``region``):
   to half of the frame changes at once, seams included; students trained with ``--region-mix`` (which pastes
   the same kind of rectangle) learn to see it, and their AUC saturates near 1.
 - ``box``: the sped-up frame's proposal box itself, a quarter of its size wider on each side: one object
-  moving too fast in its own place, with the background around it nearly unchanged, as in a real anomaly.
-  Harder, and not the shape ``--region-mix`` trains on, so it still ranks students whose ``cells`` AUC ties.
+  moving too fast in its own place, with the background around it nearly unchanged. Harder, and not the
+  shape ``--region-mix`` trains on, so it still spreads students whose ``cells`` AUC ties.
+
+Both test speed alone, not appearance: on Ped2 they favoured students of the motion-only flow teacher over
+students of teachers that also see appearance, which scored higher on the test set (``docs/results.md``).
 
 The draws depend on the videos, their proposal boxes and a fixed seed only, not on the teachers or the
 run's seed, so every run on the same held-out videos and boxes is measured on the same frames.
