@@ -8,8 +8,12 @@ grid-cell and with object-box pastes, :mod:`aedcli.probe`), ``val_kd`` and ``val
   (3 decimals), then to the lower L_KD ratio.
 - ``val-auc``: the highest ``val_auc`` rounded to 3 decimals; a tie goes to the lower L_KD ratio.
 - ``val-kd``: the lowest validation L_KD / constant answer (the rule of the earlier CPU runs).
+- ``soup``: the first file is a soup of the others (``aed soup``, their weights averaged). It wins when its
+  validation L_KD is below the mean of theirs, i.e. averaging did not land between the members' minima;
+  otherwise the member with the lowest L_KD ratio wins.
 
     python scripts/pick_student.py --rule val-auc-box runs/ped2/cpu-*-s2/weights.pt
+    python scripts/pick_student.py --rule soup runs/ped2/soup/weights.pt runs/ped2/member-*/weights.pt
 
 prints one row per candidate and the winner's path on the last line, so a script can copy it.
 """
@@ -23,7 +27,7 @@ from typing import Any
 
 from aedcli.weights import load_weights
 
-RULES = ("val-auc-box", "val-auc", "val-kd")
+RULES = ("val-auc-box", "val-auc", "val-kd", "soup")
 
 
 def candidate(path: Path) -> dict[str, Any]:
@@ -35,12 +39,20 @@ def candidate(path: Path) -> dict[str, Any]:
         "path": path,
         "val_auc": metrics.get("val_auc"),
         "val_auc_box": metrics.get("val_auc_box"),
+        "val_kd": metrics["val_kd"],
         "ratio": metrics["val_kd"] / metrics["val_kd_constant"],
     }
 
 
 def pick(candidates: list[dict[str, Any]], rule: str) -> dict[str, Any]:
-    """The winner of ``rule`` among ``candidates`` (dicts with ``val_auc``, ``val_auc_box`` and ``ratio``)."""
+    """The winner of ``rule`` among ``candidates`` (dicts with ``val_auc``, ``val_auc_box``, ``val_kd`` and
+    ``ratio``); with ``soup`` the first candidate is the soup and the rest its members."""
+    if rule == "soup":
+        if len(candidates) < 3:
+            raise SystemExit("--rule soup needs the soup and at least two of its members.")
+        soup, members = candidates[0], candidates[1:]
+        mean = sum(c["val_kd"] for c in members) / len(members)
+        return soup if soup["val_kd"] < mean else min(members, key=lambda c: c["ratio"])
     if rule == "val-kd":
         return min(candidates, key=lambda c: c["ratio"])
     keys = ("val_auc_box", "val_auc") if rule == "val-auc-box" else ("val_auc",)

@@ -54,3 +54,31 @@ def test_val_auc_box_rule_takes_the_highest_box_auc_then_the_cell_auc_then_the_l
 def test_val_auc_box_rule_refuses_a_run_trained_before_the_box_probe() -> None:
     with pytest.raises(SystemExit, match="records no val_auc_box; it was trained without"):
         _script().pick([_c("a", 0.99, 0.1), _c("b", 0.9, 0.2, box=0.8)], "val-auc-box")
+
+
+def _kd(name: str, val_kd: float, constant: float = 0.1) -> dict[str, object]:
+    return {
+        "path": Path(name),
+        "val_auc": None,
+        "val_auc_box": None,
+        "val_kd": val_kd,
+        "ratio": val_kd / constant,
+    }
+
+
+def test_soup_rule_ships_the_soup_when_its_loss_is_below_the_members_mean() -> None:
+    pick = _script().pick
+    members = [_kd("m1", 0.010), _kd("m2", 0.012), _kd("m3", 0.020)]  # mean 0.014
+    assert pick([_kd("soup", 0.013), *members], "soup")["path"] == Path("soup")
+
+
+def test_soup_rule_falls_back_to_the_member_with_the_lowest_ratio_when_averaging_hurt() -> None:
+    pick = _script().pick
+    members = [_kd("m1", 0.012), _kd("m2", 0.010), _kd("m3", 0.020)]  # mean 0.014
+    assert pick([_kd("soup", 0.014), *members], "soup")["path"] == Path("m2")
+    assert pick([_kd("soup", 0.090), *members], "soup")["path"] == Path("m2")
+
+
+def test_soup_rule_refuses_fewer_than_two_members() -> None:
+    with pytest.raises(SystemExit, match="needs the soup and at least two of its members"):
+        _script().pick([_kd("soup", 0.01), _kd("m1", 0.02)], "soup")
