@@ -751,6 +751,52 @@ def distill(
         run.close()
 
 
+def measure_and_write(
+    dataset: Dataset,
+    run_dir: Path,
+    config: DistillConfig,
+    student: Student,
+    out: Path,
+    *,
+    selection: str,
+    seconds: float,
+    extra: dict[str, Any],
+    command: str | None = None,
+) -> tuple[Threshold, dict[str, float], Path]:
+    """Measure ``student``, a network made from the finished run in ``run_dir`` (trained with ``config``), on
+    that run's held-out videos as :func:`distill` measures an epoch (validation L_KD, the probes), take its
+    threshold as :func:`distill` does, and write it to the weights file ``out``.
+
+    The run's targets and frame cache are read, never written. ``selection`` says how ``student`` was made,
+    ``seconds`` the training time behind it; ``extra`` is added to the provenance. Returns the threshold, the
+    held-out figures and the path written.
+    """
+    run = _Run(dataset, out.parent, config, quiet=True, command=command)
+    run.targets_dir, run.cache_dir = run_dir / "targets", run_dir / "cache"
+    try:
+        history = run_dir / "history.json"
+        if history.is_file():
+            run.history = json.loads(history.read_text())
+        student.to(run.env.device, memory_format=memory_format(run.env.device))
+        targets = read_targets(run.targets_dir, run.teachers, [*run.train_clips, *run.train_fast])
+        val_set, val_constant = run._validation_set(targets)
+        metrics = run._held_out(student, val_set, val_constant, run._probes(), 0)
+        threshold = run._threshold(student)
+        provenance = run._provenance(student, metrics, selection, seconds) | extra
+        path = save_weights(
+            out,
+            student,
+            run.spec,
+            sigma=config.sigma,
+            threshold=threshold,
+            provenance=provenance,
+            variant=config.variant,
+        )
+    finally:
+        run.close()
+    return threshold, metrics, path
+
+
 class _Run:
     """State shared by the stages of one :func:`distill` call."""
 
@@ -761,6 +807,8 @@ class _Run:
             )
         self.dataset = dataset
         self.out = out
+        self.targets_dir = out / "targets"
+        self.cache_dir = out / "cache"
         self.cfg = cfg
         self.command = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
         self.teachers = tuple(cfg.teachers) or _default_teachers()
@@ -803,7 +851,7 @@ class _Run:
             if self.env.main:
                 ensure_teacher_targets(
                     self.dataset,
-                    self.out / "targets",
+                    self.targets_dir,
                     self.teachers,
                     workers=target_workers,
                     progress=not self.quiet,
@@ -961,14 +1009,9 @@ class _Run:
             return self._selected(student)
 
         train_clips = [*self.train_clips, *self.train_fast]
-        targets = read_targets(self.out / "targets", self.teachers, train_clips)
+        targets = read_targets(self.targets_dir, self.teachers, train_clips)
         train_set = self._stacks(train_clips, targets, mix=self.cfg.region_mix)
-        val_set = None
-        if self.val_clips:
-            val_clips = [*self.val_clips, *self.val_fast]
-            val_targets = read_targets(self.out / "targets", self.teachers, val_clips)
-            val_set = self._stacks(val_clips, val_targets)
-            val_constant = constant_kd_loss(targets, val_targets, self.teacher_weights, cfg.heads)
+        val_set, val_constant = self._validation_set(targets)
         probes = self._probes()
         partial_heads = set(cfg.heads) != set(HEADS)
         ddp_student = _wrap(student, env, find_unused=cfg.no_adversarial and partial_heads)
@@ -1005,24 +1048,7 @@ class _Run:
                 }
                 if discriminators:
                     row |= {"adv": adv / n, "loss": (kd + cfg.adv_weight * adv) / n, "d_loss": d_loss / n}
-                if val_set is not None:
-                    vloss, vframes = env.sum(
-                        list(
-                            validation_loss(
-                                ddp_student,
-                                self._loader(val_set, epoch),
-                                self.spec,
-                                env.device,
-                                "distill",
-                                self.teacher_weights,
-                                cfg.heads,
-                            )
-                        )
-                    )
-                    row["val_kd"] = vloss / max(vframes, 1)
-                    row["val_kd_constant"] = val_constant
-                for key, probe in probes.items():  # every rank scores the whole (small) probe: all agree
-                    row[key] = probe_auc(_unwrap(ddp_student), probe, self.spec, env.device)
+                row |= self._held_out(ddp_student, val_set, val_constant, probes, epoch)
                 scheduler.step()
                 if scheduler_d is not None:
                     scheduler_d.step()
@@ -1054,6 +1080,47 @@ class _Run:
                 progress.summary("distill", row)
         return self._selected(student)
 
+    def _validation_set(self, targets: Targets) -> tuple[StackDataset | None, float]:
+        """The held-out videos (sped-up copies included) with their targets, and the validation L_KD of the
+        constant answer learnt from the training ``targets``; ``(None, nan)`` without held-out videos."""
+        if not self.val_clips:
+            return None, math.nan
+        val_clips = [*self.val_clips, *self.val_fast]
+        val_targets = read_targets(self.targets_dir, self.teachers, val_clips)
+        constant = constant_kd_loss(targets, val_targets, self.teacher_weights, self.cfg.heads)
+        return self._stacks(val_clips, val_targets), constant
+
+    def _held_out(
+        self,
+        net: nn.Module,
+        val_set: StackDataset | None,
+        val_constant: float,
+        probes: dict[str, PseudoAnomalyProbe],
+        epoch: int,
+    ) -> dict[str, float]:
+        """``net``'s validation L_KD (and the constant answer's) and probe AUCs: the held-out columns of a
+        history row."""
+        row: dict[str, float] = {}
+        if val_set is not None:
+            loss, frames = self.env.sum(
+                list(
+                    validation_loss(
+                        net,
+                        self._loader(val_set, epoch),
+                        self.spec,
+                        self.env.device,
+                        "distill",
+                        self.teacher_weights,
+                        self.cfg.heads,
+                    )
+                )
+            )
+            row["val_kd"] = loss / max(frames, 1)
+            row["val_kd_constant"] = val_constant
+        for key, probe in probes.items():  # every rank scores the whole (small) probe: all agree
+            row[key] = probe_auc(_unwrap(net), probe, self.spec, self.env.device)
+        return row
+
     def _probes(self) -> dict[str, PseudoAnomalyProbe]:
         """The held-out videos' pseudo-anomaly probes by history column, one per paste region (none without
         sped-up held-out video or boxes); their boxes come from the first teacher's targets."""
@@ -1062,7 +1129,7 @@ class _Run:
         if not self.val_fast:
             return {}
         clips = [*self.val_clips, *self.val_fast]
-        found = [load_targets(target_path(self.out / "targets", self.teachers[0], c)) for c in clips]
+        found = [load_targets(target_path(self.targets_dir, self.teachers[0], c)) for c in clips]
         sizes = [tuple(map(int, t.meta.get("frame_size", (0, 0)))) for t in found]
         frames, steps, boxes = self._frames(clips), [c.step for c in clips], [t.boxes for t in found]
         probes = {
@@ -1137,23 +1204,27 @@ class _Run:
 
     # -- after training ----------------------------------------------------------------------------------
 
-    def _finish(self, student: Student) -> tuple[Threshold, Path]:
-        """Threshold from normal training video (held-out when possible), then weights, history and plot."""
+    def _threshold(self, student: Student) -> Threshold:
+        """The ``percentile`` of smoothed scores on normal training video (held-out when possible)."""
         from aedcli.inference import StudentRunner
 
-        cfg = self.cfg
         clips = self.val_clips or self.train_clips
         runner = StudentRunner.from_model(student, self.spec, device=self.env.device, batch_size=32)
         raw = {}
         for clip, path in zip(clips, self._frames(clips), strict=True):
             frames = np.load(path, mmap_mode="r")
             raw[clip.name], _ = runner.score_clip(iter(frames))
-        thr = threshold_from_normal(raw, cfg.sigma, cfg.percentile)
+        thr = threshold_from_normal(raw, self.cfg.sigma, self.cfg.percentile)
         if self.val_clips:
             note = f"videos held out from training: {', '.join(c.name for c in clips)}"
         else:
             note = "no video was held out (--val-videos 0), so these are videos the student was trained on"
-        threshold = Threshold(thr.value, thr.sigma, thr.percentile, f"{thr.source}; {note}")
+        return Threshold(thr.value, thr.sigma, thr.percentile, f"{thr.source}; {note}")
+
+    def _finish(self, student: Student) -> tuple[Threshold, Path]:
+        """Threshold from normal training video (held-out when possible), then weights, history and plot."""
+        cfg = self.cfg
+        threshold = self._threshold(student)
         pre, post = self.history["pretrain"], self.history["distill"]
         total_s = sum(r["seconds"] for r in pre) + sum(r["seconds"] for r in post)
         metrics: dict[str, float] = {}
@@ -1170,24 +1241,7 @@ class _Run:
                 )
         if pre:
             metrics |= {f"pretrain_{k}": pre[-1][k] for k in ("loss", "val_loss") if k in pre[-1]}
-        provenance = {
-            "dataset": {"name": self.dataset.name, "root": str(self.dataset.root)},
-            "command": self.command,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "epochs": {"pretrain": len(pre), "distill": len(post)},
-            "selection": self._selection_note(len(post)),
-            "training_seconds": total_s,
-            "train_videos": [c.name for c in self.train_clips],
-            "val_videos": [c.name for c in self.val_clips],
-            "train_frames": int(sum(c.frame_count for c in self.train_clips)),
-            "pseudo_anomaly_frames": int(sum(c.frame_count for c in self.train_fast)),
-            "teachers": list(self.teachers),
-            "teacher_weights": list(self.teacher_weights),
-            "distill_config": cfg.to_dict(),
-            "parameters": count_params(student),
-            "hardware": _hardware(self.env),
-            "metrics": metrics,
-        }
+        provenance = self._provenance(student, metrics, self._selection_note(len(post)), total_s)
         weights = save_weights(
             self.out / "weights.pt",
             student,
@@ -1200,13 +1254,36 @@ class _Run:
         self._write_history()
         return threshold, weights
 
+    def _provenance(
+        self, student: Student, metrics: dict[str, float], selection: str, seconds: float
+    ) -> dict[str, Any]:
+        """What a weights file records of this run: data, command, time, configuration and ``metrics``."""
+        return {
+            "dataset": {"name": self.dataset.name, "root": str(self.dataset.root)},
+            "command": self.command,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "epochs": {"pretrain": len(self.history["pretrain"]), "distill": len(self.history["distill"])},
+            "selection": selection,
+            "training_seconds": seconds,
+            "train_videos": [c.name for c in self.train_clips],
+            "val_videos": [c.name for c in self.val_clips],
+            "train_frames": int(sum(c.frame_count for c in self.train_clips)),
+            "pseudo_anomaly_frames": int(sum(c.frame_count for c in self.train_fast)),
+            "teachers": list(self.teachers),
+            "teacher_weights": list(self.teacher_weights),
+            "distill_config": self.cfg.to_dict(),
+            "parameters": count_params(student),
+            "hardware": _hardware(self.env),
+            "metrics": metrics,
+        }
+
     # -- helpers -----------------------------------------------------------------------------------------
 
     def _frames(self, clips: Sequence[Clip]) -> list[Path]:
         """Cache paths of ``clips``' prepared frames; rank 0 builds the cache of all training clips once."""
         if self._frame_paths is None:
             spec = self.spec
-            cache = self.out / "cache" / f"frames_{spec.height}x{spec.width}x{spec.channels}"
+            cache = self.cache_dir / f"frames_{spec.height}x{spec.width}x{spec.channels}"
             if self.env.main:
                 cache_frames(self.dataset.train, spec, cache)
             self.env.barrier()
