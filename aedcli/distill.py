@@ -782,15 +782,8 @@ def measure_and_write(
         val_set, val_constant = run._validation_set(targets)
         metrics = run._held_out(student, val_set, val_constant, run._probes(), 0)
         threshold = run._threshold(student)
-        provenance = run._provenance(student, metrics, selection, seconds) | extra
-        path = save_weights(
-            out,
-            student,
-            run.spec,
-            sigma=config.sigma,
-            threshold=threshold,
-            provenance=provenance,
-            variant=config.variant,
+        path = run._save(
+            out, student, threshold, run._provenance(student, metrics, selection, seconds) | extra
         )
     finally:
         run.close()
@@ -1223,7 +1216,6 @@ class _Run:
 
     def _finish(self, student: Student) -> tuple[Threshold, Path]:
         """Threshold from normal training video (held-out when possible), then weights, history and plot."""
-        cfg = self.cfg
         threshold = self._threshold(student)
         pre, post = self.history["pretrain"], self.history["distill"]
         total_s = sum(r["seconds"] for r in pre) + sum(r["seconds"] for r in post)
@@ -1242,17 +1234,21 @@ class _Run:
         if pre:
             metrics |= {f"pretrain_{k}": pre[-1][k] for k in ("loss", "val_loss") if k in pre[-1]}
         provenance = self._provenance(student, metrics, self._selection_note(len(post)), total_s)
-        weights = save_weights(
-            self.out / "weights.pt",
-            student,
-            self.spec,
-            sigma=cfg.sigma,
-            threshold=threshold,
-            provenance=provenance,
-            variant=cfg.variant,
-        )
+        weights = self._save(self.out / "weights.pt", student, threshold, provenance)
         self._write_history()
         return threshold, weights
+
+    def _save(self, path: Path, student: Student, threshold: Threshold, provenance: dict[str, Any]) -> Path:
+        """``student`` with this run's input spec, sigma and variant, to the weights file ``path``."""
+        return save_weights(
+            path,
+            student,
+            self.spec,
+            sigma=self.cfg.sigma,
+            threshold=threshold,
+            provenance=provenance,
+            variant=self.cfg.variant,
+        )
 
     def _provenance(
         self, student: Student, metrics: dict[str, float], selection: str, seconds: float
