@@ -30,5 +30,9 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert "| student `cpu-flow-mix-240-s2` | 90.0 | 97.5 | 97.6 | 66.6 | 80.9 |" in out
     assert "| 90.0 | 97.5 / 97.6 | 66.6 | 80.9 |" in readme
     assert "| student `cpu-abf-mix-240-s3` | 93.5 | 99.1 | 99.1 | 75.6 | 92.9 |" in out
+    assert "| student `cpu-abf-mix-240-s4` | 93.1 | 99.5 | 99.5 | 74.0 | 93.5 |" in out
+    assert "| 93.1 | 99.5 / 99.5 | 74.0 | 93.5 |" in readme
+    assert "| student `cpu-abf-mix-240-soup` | 91.2 | 98.4 | 98.4 | 58.9 | 86.6 |" in out
+    assert "| 91.2 | 98.4 / 98.4 | 58.9 | 86.6 |" in readme
     assert "| 94.8 | 99.8 / 99.8 | 75.2 | 98.1 |" in readme
     assert "| student `cpu-abf-mix-240` | 93.6 | 98.8 | 98.8 | 74.1 | 98.4 |" in out
