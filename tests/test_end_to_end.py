@@ -8,29 +8,19 @@ temporary ``AED_CACHE``.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from _scripts import load_script
 
 pytestmark = pytest.mark.slow
 
 
-def _load_bar_script() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "scripts" / "synthetic_bar.py"
-    spec = importlib.util.spec_from_file_location("synthetic_bar", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bar = _load_bar_script()
+bar = load_script("synthetic_bar")
 
 SEED = 0
 """Student seed of every run below (initialisation and shuffling); the dataset has its own, fixed seed."""

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from _scripts import load_script
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ensemble_eval", ROOT / "scripts" / "ensemble_eval.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ensemble_eval"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ensemble_eval")
 
 
 def test_ensemble_score_is_the_per_frame_mean_of_the_members() -> None:

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from _scripts import load_script
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pick_student", ROOT / "scripts" / "pick_student.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pick_student"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("pick_student")
 
 
 def _c(name: str, auc: float | None, ratio: float, box: float | None = None) -> dict[str, object]:
