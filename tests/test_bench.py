@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _students import random_student
 
 from aedcli.bench import (
     BenchOptions,
@@ -32,7 +33,6 @@ from aedcli.runtime import (
     onednn_available,
     optimise_for_inference,
 )
-from aedcli.student import Student, student_config
 from aedcli.video import iter_frames
 from aedcli.weights import LoadedWeights, save_weights
 
@@ -43,17 +43,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_weights(spec: InputSpec = SPEC, variant: str = "fastaed-xs", seed: int = 0) -> LoadedWeights:
-    """A random student whose BatchNorm statistics are not the defaults (so folding them matters)."""
-    torch.manual_seed(seed)
-    model = Student(student_config(variant, spec.in_channels))
-    model.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(4, spec.in_channels, spec.height, spec.width) * 1.5 + 0.3)
-    model.eval()
-    return LoadedWeights(
-        model=model, config=model.config, spec=spec, sigma=2.0, threshold=None, variant=variant
-    )
+    return random_student(spec, variant, seed)
 
 
 # ---------------------------------------------------------------------------------------------------------

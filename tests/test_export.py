@@ -14,6 +14,8 @@ import torch.nn.functional as F
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from _students import random_student
+
 import aedcli.export as export_module
 from aedcli.cli import main
 from aedcli.errors import AedError, UsageError
@@ -26,7 +28,6 @@ from aedcli.export import (
 )
 from aedcli.inputs import InputSpec
 from aedcli.runtime import OnnxRunner, onnx_session
-from aedcli.student import Student, student_config
 from aedcli.weights import LoadedWeights, save_weights
 
 SPEC = InputSpec(height=48, width=72, channels=1)
@@ -36,17 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_weights(spec: InputSpec = SPEC, variant: str = "fastaed-xs", seed: int = 0) -> LoadedWeights:
-    """A randomly initialised student with BatchNorm statistics moved off their defaults."""
-    torch.manual_seed(seed)
-    model = Student(student_config(variant, spec.in_channels))
-    model.train()
-    with torch.no_grad():  # non-trivial BN statistics, so folding them is actually exercised
-        for _ in range(2):
-            model(torch.randn(4, spec.in_channels, spec.height, spec.width) * 1.5 + 0.3)
-    model.eval()
-    return LoadedWeights(
-        model=model, config=model.config, spec=spec, sigma=2.0, threshold=None, variant=variant
-    )
+    return random_student(spec, variant, seed)
 
 
 @pytest.mark.parametrize(
