@@ -274,6 +274,21 @@ if has pseudo; then
     --json "$RUNS/reports/student-$run.json"
 fi
 
+# Sixth round: the shipped recipe trained for the paper's 35 distillation epochs instead of 15 (seed 4, the
+# same pre-training, KD only, --select last). Rule, fixed before the run started: weights/ped2.pt becomes
+# whichever of the fifth round's choice and cpu-abf-mix-240-s4-e35 has the lower validation L_KD / constant.
+if has pseudo; then
+  run=cpu-abf-mix-240-s4-e35
+  prepare pretrain-cpu-240 "$run"
+  $AED distill "${CPU[@]}" --out "$RUNS/$run" --teachers a,b,flow --region-mix 0.5 --epochs 35 --no-adversarial \
+    --lr 3e-4 --speedups 2,3 --seed 4 --select last --stage distill --resume
+  chosen=$(python scripts/pick_student.py --rule val-kd "$RUNS/cpu-abf-mix-240-s4/weights.pt" \
+    "$RUNS/cpu-abf-mix-adv-240-s4/weights.pt" "$RUNS/$run/weights.pt" | tail -n 1)
+  echo "shipping rule (the lowest validation L_KD / constant answer) chose $chosen"
+  $AED eval --dataset ped2 --root "$PED2" --weights "$RUNS/$run/weights.pt" --sigma "$SIGMA" \
+    --json "$RUNS/reports/student-$run.json"
+fi
+
 if has report; then
   python scripts/results_table.py "$RUNS/reports"
 fi
