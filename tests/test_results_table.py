@@ -32,6 +32,9 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert "| student `cpu-abf-mix-240-s3` | 93.5 | 99.1 | 99.1 | 75.6 | 92.9 |" in out
     assert "| student `cpu-abf-mix-240-s4` | 93.1 | 99.5 | 99.5 | 74.0 | 93.5 |" in out
     assert "| 93.1 | 99.5 / 99.5 | 74.0 | 93.5 |" in readme
+    assert "| student `cpu-abf-mix-240-s4-e35` | 92.6 | 98.8 | 98.9 | 73.4 | 97.3 |" in out
+    assert "(`cpu-abf-mix-240-s4-e35`: fastaed-xs" in readme
+    assert "| 92.6 | 98.8 / 98.9 | 73.4 | 97.3 |" in readme
     assert "| student `cpu-abf-mix-240-soup` | 91.2 | 98.4 | 98.4 | 58.9 | 86.6 |" in out
     assert "| 91.2 | 98.4 / 98.4 | 58.9 | 86.6 |" in readme
     assert "| 94.8 | 99.8 / 99.8 | 75.2 | 98.1 |" in readme
