@@ -2,9 +2,10 @@
 
     python scripts/results_table.py runs/ped2/reports
 
-Reads ``teacher-*.json``, ``teachers.json``, ``flow-floor.json`` and ``student-*.json`` (written by
-``aed eval --json``) and ``bench-*.json`` (``aed bench --json``); prints Markdown tables with the protocol
-line the reports carry. Nothing here computes a metric: every number comes from those files.
+Reads ``teacher-*.json``, ``teachers.json``, ``teachers-count.json``, ``flow-floor.json`` and
+``student-*.json`` (written by ``aed eval --json``) and ``bench-*.json`` (``aed bench --json``); prints
+Markdown tables with the protocol line the reports carry. Nothing here computes a metric: every number
+comes from those files.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ TEACHER_ROWS = {
     "teacher-flow": "teacher flow (velocity density)",
     "teachers": "teachers a + b + flow (mean of scaled maps)",
     "flow-floor": "no-learning floor: 99th-percentile optical flow",
+    "teacher-a-count": "teacher a, count-corrected (--frame-correction count)",
+    "teacher-b-count": "teacher b, count-corrected",
+    "teacher-flow-count": "teacher flow, count-corrected",
+    "teachers-count": "teachers a + b + flow, count-corrected",
 }
 
 

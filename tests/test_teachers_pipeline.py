@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -255,6 +256,12 @@ def test_teach_command_runs_the_stage_and_prints_a_summary(taught, synthetic, tm
         ["teach", "--dataset", "synthetic", "--out", str(tmp_path), "--normalisation", "zscore", "--quiet"],
     )
     assert bad.exit_code != 0 and isinstance(bad.exception, UsageError)
+    bad = CliRunner().invoke(
+        app,
+        ["teach", "--dataset", "synthetic", "--out", str(tmp_path), "--frame-correction", "max", "--quiet"],
+    )
+    assert bad.exit_code != 0 and "--frame-correction 'max' is unknown" in str(bad.exception)
+    assert not (tmp_path / "boxes").exists()  # refused before any work
 
 
 def test_teachers_from_a_folder_of_files_are_used_instead_of_training(taught, synthetic, tmp_path) -> None:
@@ -296,3 +303,29 @@ class _Payload:
 
     def __reduce__(self) -> tuple[object, tuple[str, str]]:
         return (open, (self.path, "w"))
+
+
+def test_the_frame_correction_is_stored_and_switching_it_repaints_without_rescoring(
+    taught, synthetic, tmp_path
+) -> None:
+    from aedcli.commands.evaluate import _stored_scaling
+
+    src, _ = taught
+    assert "frame_correction" not in json.loads((src / "a" / "scaler.json").read_text())  # off by default
+    assert _stored_scaling(src, "a")[1].frame_correction == "none"
+
+    shutil.copytree(src, tmp_path / "t")
+    counting = TeachConfig(max_train_objects=400, frame_correction="count")
+    report = ensure_targets(synthetic, tmp_path / "t", ["a"], progress=False, config=counting)
+    tr, n = report.teachers["a"], len(_all(synthetic))
+    assert tr.clips_cached == n and tr.clips_scored == 0 and tr.targets_written == n
+    stored = json.loads((tmp_path / "t" / "a" / "scaler.json").read_text())
+    assert stored["frame_correction"] == "count" and len(stored["count_correction"]["quantiles"]) > 100
+    assert _stored_scaling(tmp_path / "t", "a")[1].frame_correction == "count"
+    for clip in synthetic.test:
+        raw = load_targets(TargetPaths(src).targets("a", "test", clip.name))
+        counted = load_targets(TargetPaths(tmp_path / "t").targets("a", "test", clip.name))
+        np.testing.assert_array_equal(counted.raw, raw.raw)  # same teacher scores, painted differently
+        assert counted.meta["frame_correction"] == "count" and "frame_correction" not in raw.meta
+    with pytest.raises(UsageError, match="--frame-correction 'max' is unknown"):
+        TeachConfig(frame_correction="max")

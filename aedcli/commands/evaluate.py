@@ -270,18 +270,26 @@ def _teacher_sources(data: Any, targets: Path, models: list[str], status: Consol
 
 
 def _stored_scaling(targets: Path, teacher: str) -> tuple[str, Any]:
-    """The normalisation and scale percentiles of a teacher's targets on disk (the defaults when none)."""
+    """The normalisation, scale percentiles and frame correction of a teacher's targets on disk.
+
+    The defaults when there are none; a ``scaler.json`` without a ``frame_correction`` entry was written
+    before the count correction existed, so its targets are uncorrected and stay so.
+    """
     from aedcli.teachers.maps import ScoreScaler
     from aedcli.teachers.pipeline import TargetPaths, TeachConfig
 
     path = TargetPaths(targets).scaler(teacher)
     try:
-        scaler = ScoreScaler.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
+        stored = json.loads(path.read_text())
+        scaler = ScoreScaler.from_dict(stored)
+        correction = TeachConfig(frame_correction=stored.get("frame_correction", "none")).frame_correction
+    except (OSError, ValueError, TypeError, AttributeError, UsageError):
         return "train", TeachConfig()
     if scaler.kind != "train":
-        return scaler.kind, TeachConfig()
-    return "train", TeachConfig(lo_percentile=scaler.lo_percentile, hi_percentile=scaler.hi_percentile)
+        return scaler.kind, TeachConfig(frame_correction=correction)
+    return "train", TeachConfig(
+        lo_percentile=scaler.lo_percentile, hi_percentile=scaler.hi_percentile, frame_correction=correction
+    )
 
 
 def _check_options(

@@ -51,6 +51,14 @@ def teach(
         help="Scale object scores with statistics of all training objects ('train'), or per video "
         "('per-video-minmax': uses each video's own range, only to compare with published code).",
     ),
+    frame_correction: str = typer.Option(
+        "none",
+        "--frame-correction",
+        metavar="count|none",
+        help="'count': a score among many objects in a frame counts for less than the same score alone "
+        "(the chance that the largest of K normal objects reaches it); 'none': raw scores. 'count' lost "
+        "on the synthetic development set (scripts/teacher_dev.py), so it is off by default.",
+    ),
     max_objects: int = typer.Option(
         8000,
         "--max-objects",
@@ -119,6 +127,7 @@ def teach(
         max_train_objects=max_objects,
         lo_percentile=lo,
         hi_percentile=hi,
+        frame_correction=frame_correction,
     )
     ds = load_dataset(dataset, root)
     if teachers_from is not None:

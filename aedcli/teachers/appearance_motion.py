@@ -26,7 +26,7 @@ written from that description and trained on the user's normal footage only:
 
 Default weights (``AppearanceMotionConfig.weights``): 1 for the appearance error, both classifiers and
 speed; 0 for the motion reconstruction error. They were chosen on the synthetic development set
-(``scripts/teacher_dev.py``: micro AUC 0.899 without the motion error, 0.839 with all five, 0.705 speed
+(``scripts/teacher_dev.py``: micro AUC 0.904 without the motion error, 0.840 with all five, 0.705 speed
 alone), never on a benchmark's test set. The raw motion error mostly measures how cluttered a crop is (a
 group of walkers is hard to reconstruct, a lone cyclist easy); the motion auto-encoder still counts through
 the motion classifier, which judges its input together with its reconstruction. Raise the appearance

@@ -196,18 +196,23 @@ def build_targets(
     frame_count: int,
     frame_size: tuple[int, int],
     scaler: ScoreScaler,
+    calibrated: np.ndarray | None = None,
     cell: int = DEFAULT_CELL,
     smoothing: int = 3,
     meta: dict[str, Any] | None = None,
 ) -> Targets:
     """Scale a clip's raw object scores, paint, smooth and pool them.
 
-    rows: (K, 5) [frame, x0, y0, x1, y1] boxes; raw: (K,) raw teacher scores of those boxes.
+    rows: (K, 5) [frame, x0, y0, x1, y1] boxes; raw: (K,) raw teacher scores of those boxes, stored as they
+    are; ``calibrated`` (K,), when given, is what gets scaled instead (the count-corrected scores).
     """
     rows = np.asarray(rows, np.float32).reshape(-1, 5)
     raw = np.asarray(raw, np.float32).reshape(-1)
-    clip_scaler = scaler.for_clip(raw)
-    scaled = clip_scaler.apply(raw)
+    values = raw if calibrated is None else np.asarray(calibrated, np.float32).reshape(-1)
+    if len(values) != len(raw):
+        raise ValueError(f"{len(values)} calibrated scores for {len(raw)} objects")
+    clip_scaler = scaler.for_clip(values)
+    scaled = clip_scaler.apply(values)
     boxes = np.hstack([rows, scaled[:, None]]).astype(np.float32)
     lowres = smooth_maps(paint_boxes(boxes, frame_count, frame_size, cell), smoothing)
     s1, m4, l16 = pool_targets(lowres)

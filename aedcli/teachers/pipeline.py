@@ -10,7 +10,10 @@
    ``<targets>/<teacher>/raw/<split>/<clip>.npz``;
 4. **scale** raw scores to [0, 1] with statistics of the whole training set (``scaler.json``: the median
    of the normal training objects maps to 0, their max to 1), or per video
-   when asked (``per-video-minmax``, a labelled option);
+   when asked (``per-video-minmax``, a labelled option). With ``frame_correction="count"`` (an option,
+   off by default) each score is first count-corrected (:mod:`aedcli.teachers.calibration`: a score among
+   many objects in a frame counts for less than the same score alone), with the training objects' score
+   distribution stored in ``scaler.json`` too;
 5. **paint** and write ``<targets>/<teacher>/<split>/<clip>.npz`` (format in :mod:`aedcli.teachers.maps`).
 
 Every file is written atomically and checked when read, so a run that was killed resumes where it stopped,
@@ -58,6 +61,7 @@ from aedcli.errors import AedError, UsageError, WeightsError
 from aedcli.files import atomic_path, save_npz_atomic, write_json_atomic
 from aedcli.teachers import COMBINED, TEACHER_CLASSES, parse_teachers, teacher_class
 from aedcli.teachers.base import ObjectBatch
+from aedcli.teachers.calibration import FRAME_CORRECTIONS, CountCorrection
 from aedcli.teachers.maps import (
     NORMALISATIONS,
     ScoreScaler,
@@ -108,7 +112,15 @@ class TeachConfig:
     smoothing: int = 3
     lo_percentile: float = 50.0
     hi_percentile: float = 100.0
+    frame_correction: str = "none"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.frame_correction not in FRAME_CORRECTIONS:
+            raise UsageError(
+                f"--frame-correction '{self.frame_correction}' is unknown; "
+                f"use one of {', '.join(FRAME_CORRECTIONS)}."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -507,6 +519,11 @@ def _run_scoring(
     return out
 
 
+def _calibrated(correction: CountCorrection | None, rows: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """The scores a clip's targets are painted with: ``raw``, or count-corrected by frame (``rows[:, 0]``)."""
+    return raw if correction is None else correction.apply(raw, rows[:, 0])
+
+
 def _targets_current(path: Path, meta: dict[str, Any], frame_count: int) -> bool:
     if not path.exists():
         return False
@@ -585,22 +602,23 @@ def ensure_targets(
             )
 
             train_raw = np.concatenate([raw[(c.split, c.name)][1] for c in dataset.train])
+            correction = CountCorrection.from_training(train_raw) if cfg.frame_correction == "count" else None
             scaler = ScoreScaler.from_training(
-                train_raw,
+                np.concatenate([_calibrated(correction, *raw[(c.split, c.name)]) for c in dataset.train]),
                 kind=normalisation,
                 lo_percentile=cfg.lo_percentile,
                 hi_percentile=cfg.hi_percentile,
             )
-            write_json_atomic(paths.scaler(name), scaler.to_dict())
+            # Uncorrected targets keep the layout they had before the correction existed, so older target
+            # folders stay valid; a scaler.json without "frame_correction" means "none".
+            stored: dict[str, Any] = scaler.to_dict()
+            fixed: dict[str, Any] = {"teacher": name, "teacher_key": key, "normalisation": normalisation}
+            if correction is not None:
+                stored.update(frame_correction=cfg.frame_correction, count_correction=correction.to_dict())
+                fixed["frame_correction"] = cfg.frame_correction
+            fixed["scaler_key"] = _digest(json.dumps([stored, cfg.cell, cfg.smoothing], sort_keys=True))
+            write_json_atomic(paths.scaler(name), stored)
             tr.scaler = scaler.to_dict()
-            fixed = {
-                "teacher": name,
-                "teacher_key": key,
-                "normalisation": normalisation,
-                "scaler_key": _digest(
-                    json.dumps([scaler.to_dict(), cfg.cell, cfg.smoothing], sort_keys=True)
-                ),
-            }
             task = bar.add_task(f"targets {name}", total=len(clips))
             for clip in clips:
                 tpath_clip = paths.targets(name, clip.split, clip.name)
@@ -617,6 +635,7 @@ def ensure_targets(
                     targets = build_targets(
                         rows,
                         clip_raw,
+                        calibrated=_calibrated(correction, rows, clip_raw),
                         frame_count=cb.frame_count,
                         frame_size=cb.frame_size,
                         scaler=scaler,

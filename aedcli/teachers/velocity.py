@@ -11,10 +11,10 @@ a lightly weighted direction, to the ``k`` nearest of its peers.
 
 Three switches, set by the synthetic development set (``scripts/teacher_dev.py``, frame-level micro AUC;
 never on a benchmark's test set): flow over three-frame pairs (t-3 -> t, t -> t+3) rather than
-neighbouring frames (0.905 against 0.876: a walker moves about a pixel per frame, close to the flow's noise
+neighbouring frames (0.926 against 0.890: a walker moves about a pixel per frame, close to the flow's noise
 on a small crop); slow objects flagged like fast ones rather than floored at the training median (the floor
-fell to 0.622: an object that stops where everyone walks is abnormal there); and no perspective conditioning
-by default (0.799 with it on a scene without depth). On a camera with strong perspective, try
+fell to 0.602: an object that stops where everyone walks is abnormal there); and no perspective conditioning
+by default (0.820 with it on a scene without depth). On a camera with strong perspective, try
 ``context_neighbours=256``; where people wait and stand, ``flag_slow=False``.
 
 Flow: OpenCV's DIS (Kroeger et al., "Fast Optical Flow using Dense Inverse Search", ECCV 2016) on the
