@@ -6,14 +6,17 @@
 # PED2    folder holding UCSDped2/ (Train/, Test/, masks, UCSDped2.m)            (default ~/.cache/aed/ped2)
 # RUNS    output folder: teacher targets, one folder per student, JSON reports    (default runs/ped2)
 # DEVICE  where students train: cuda (minutes) or cpu (the paper's 35 + 35 epochs take days on 2 cores)
-# STEPS   any of: teach eval-teachers distill eval-students bench pseudo report    (default: all of them)
+# STEPS   any of: teach eval-teachers teacher-seeds distill eval-students bench pseudo report (default: all)
 # WORKERS processes for teacher scoring and data loading                          (default 4)
 # TEACHERS_FROM  trained teacher files to use instead of training them, e.g. weights/ped2-teachers
 #
 # Steps, each resumable (re-running skips finished work):
 #   teach          teachers a, b and flow trained on Train only; targets for every clip
 #   eval-teachers  each teacher, their mean and the no-learning optical-flow floor on all 2,010 test frames;
-#                  the same teachers count-corrected (an ablation)
+#                  the same teachers count-corrected (an ablation); teachers, floor and weights/ped2.pt at
+#                  the paper's sigma of 21 frames
+#   teacher-seeds  teacher a retrained with seeds 1 and 2, teacher b with seeds 1 and 2 (their spread), and
+#                  teacher b as the mean of three seeds (--b-seeds 3), alone and with a and flow
 #   distill        one shared pre-training (35 epochs), then the student runs below (35 epochs each)
 #   eval-students  every student on all 2,010 test frames
 #   bench          student speed on DEVICE and on the CPU, teachers' speed on the CPU
@@ -78,7 +81,7 @@ PED2=${PED2:-$HOME/.cache/aed/ped2}
 RUNS=${RUNS:-runs/ped2}
 DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-4}
-STEPS=${STEPS:-teach eval-teachers distill eval-students bench pseudo report}
+STEPS=${STEPS:-teach eval-teachers teacher-seeds distill eval-students bench pseudo report}
 FROM=()
 [[ -n ${TEACHERS_FROM:-} ]] && FROM=(--teachers-from "$TEACHERS_FROM")
 AED=${AED:-aed}
@@ -134,6 +137,41 @@ if has eval-teachers; then
     $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-count" --model "$model" --sigma "$SIGMA" \
       --json "$RUNS/reports/$model-count.json"
   done
+  # The paper's smoothing (sigma 21 frames) for the teachers, the floor and the shipped student, beside ours.
+  for model in teacher-a teacher-b teacher-flow teachers; do
+    $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets" --model "$model" --sigma 21 \
+      --json "$RUNS/reports/sigma21-$model.json"
+  done
+  $AED eval --dataset ped2 --root "$PED2" --baseline flow --sigma 21 --json "$RUNS/reports/sigma21-flow-floor.json"
+  $AED eval --dataset ped2 --root "$PED2" --weights weights/ped2.pt --sigma 21 \
+    --json "$RUNS/reports/sigma21-student-ped2.json"
+fi
+
+if has teacher-seeds; then
+  # Teachers a and b retrained with other seeds on the same boxes: how much of their score is the seed's.
+  for run in a:1 a:2 b:1 b:2; do
+    t=${run%%:*} seed=${run##*:}
+    mkdir -p "$RUNS/targets-$t-s$seed"
+    [[ -e "$RUNS/targets-$t-s$seed/boxes" ]] || cp -r "$RUNS/targets/boxes" "$RUNS/targets-$t-s$seed/"
+    $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-$t-s$seed" --teachers "$t" --seed "$seed" \
+      --workers "$WORKERS" --quiet
+    $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-$t-s$seed" --model "teacher-$t" \
+      --sigma "$SIGMA" --json "$RUNS/reports/seed$seed-teacher-$t.json"
+  done
+  # Teacher b as the mean of three networks (seeds 0, 1, 2), alone and with the shipped a and flow.
+  mkdir -p "$RUNS/targets-b-seeds3"
+  [[ -e "$RUNS/targets-b-seeds3/boxes" ]] || cp -r "$RUNS/targets/boxes" "$RUNS/targets-b-seeds3/"
+  $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-b-seeds3" --teachers b --b-seeds 3 \
+    --workers "$WORKERS" --quiet
+  $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-b-seeds3" --model teacher-b \
+    --sigma "$SIGMA" --json "$RUNS/reports/b-seeds3-teacher-b.json"
+  mkdir -p "$RUNS/targets-b-seeds3-all"
+  for t in a flow boxes; do
+    [[ -e "$RUNS/targets-b-seeds3-all/$t" ]] || cp -r "$RUNS/targets/$t" "$RUNS/targets-b-seeds3-all/"
+  done
+  [[ -e "$RUNS/targets-b-seeds3-all/b" ]] || cp -r "$RUNS/targets-b-seeds3/b" "$RUNS/targets-b-seeds3-all/"
+  $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-b-seeds3-all" --model teachers \
+    --sigma "$SIGMA" --json "$RUNS/reports/b-seeds3-teachers.json"
 fi
 
 # A run folder that shares the pre-training and the frame cache of $1 and the teachers' targets.

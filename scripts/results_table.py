@@ -25,6 +25,12 @@ TEACHER_ROWS = {
     "teacher-b-count": "teacher b, count-corrected",
     "teacher-flow-count": "teacher flow, count-corrected",
     "teachers-count": "teachers a + b + flow, count-corrected",
+    "seed1-teacher-a": "teacher a, seed 1",
+    "seed2-teacher-a": "teacher a, seed 2",
+    "seed1-teacher-b": "teacher b, seed 1",
+    "seed2-teacher-b": "teacher b, seed 2",
+    "b-seeds3-teacher-b": "teacher b, mean of seeds 0-2 (--b-seeds 3)",
+    "b-seeds3-teachers": "teachers a + b (--b-seeds 3) + flow",
 }
 
 

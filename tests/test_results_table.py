@@ -41,3 +41,7 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert "| student `cpu-abf-mix-240` | 93.6 | 98.8 | 98.8 | 74.1 | 98.4 |" in out
     assert "| teachers a + b + flow, count-corrected | 92.7 | 96.9 | 97.0 | 73.6 | 95.7 |" in out
     assert "| 92.7 | 96.9 / 97.0 | 73.6 | 95.7 |" in readme
+    assert "| teacher b, mean of seeds 0-2 (--b-seeds 3) | 91.4 | 98.1 | 98.1 | 60.7 | 91.1 |" in out
+    assert "| 91.4 | 98.1 / 98.1 | 60.7 | 91.1 |" in readme
+    assert "| teachers a + b (--b-seeds 3) + flow | 94.4 | 97.8 | 97.9 | 75.8 | 96.8 |" in out
+    assert "| 94.4 | 97.8 / 97.9 | 75.8 | 96.8 |" in readme

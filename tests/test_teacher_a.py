@@ -234,3 +234,15 @@ def test_scoring_an_empty_batch_gives_no_scores(fitted) -> None:
     teacher, _, _ = fitted
     empty = concat_batches([])
     assert teacher.score(empty).shape == (0,)
+
+
+def test_the_seed_repeats_the_whole_fit_whatever_came_before(fitted) -> None:
+    _, _, train = fitted
+    subset = train[:2]
+    scores = []
+    for drawn_before in (0, 1000):
+        torch.rand(drawn_before)  # other work moves the global generator before the teacher is built
+        teacher = AppearanceMotionTeacher(AppearanceMotionConfig(epochs=1))
+        teacher.fit(subset, seed=3)
+        scores.append(teacher.score(subset[0]))
+    np.testing.assert_array_equal(scores[0], scores[1])

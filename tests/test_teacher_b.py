@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import cv2
@@ -187,3 +189,45 @@ def test_load_refuses_another_teachers_file(tmp_path: Path) -> None:
     torch.save({"format": "aed-teacher-velocity", "version": 1}, tmp_path / "flow.pt")
     with pytest.raises(WeightsError, match="not 'aed-teacher-multitask'"):
         MultiTaskTeacher.load(tmp_path / "flow.pt")
+
+
+def test_a_teacher_of_several_seeds_scores_the_mean_of_its_members(data: dict[str, ObjectBatch]) -> None:
+    config = MultiTaskConfig(size=16, channels=[4, 8, 8], epochs=1, batch_size=32)
+    subset = ObjectBatch(data["train"].tubes[:120], data["train"].boxes[:120], FRAME, np.arange(120))
+    singles = []
+    for seed in (3, 4):
+        single = MultiTaskTeacher(config)
+        single.fit([subset], seed=seed)
+        singles.append(single.task_scores(data["fast"]))
+    pair = MultiTaskTeacher(MultiTaskConfig(size=16, channels=[4, 8, 8], epochs=1, batch_size=32, seeds=2))
+    steps: list[tuple[int, int]] = []
+    report = pair.fit([subset], seed=3, progress=lambda done, total: steps.append((done, total)))
+    np.testing.assert_allclose(pair.task_scores(data["fast"]), np.mean(singles, axis=0), rtol=1e-5, atol=1e-5)
+    assert [m["seed"] for m in report["members"]] == [3, 4] and report["seeds"] == 2
+    assert steps == [(i, 8) for i in range(1, 9)]  # both members' steps, counted as one run
+
+
+def test_several_seeds_round_trip_and_old_single_network_files_still_load(
+    tmp_path: Path, fitted: MultiTaskTeacher, data: dict[str, ObjectBatch]
+) -> None:
+    config = MultiTaskConfig(size=16, channels=[4, 8, 8], epochs=1, batch_size=32, seeds=2)
+    pair = MultiTaskTeacher(config)
+    pair.fit([data["train"]], seed=0)
+    pair.save(tmp_path / "pair.pt")
+    again = MultiTaskTeacher.load(tmp_path / "pair.pt")
+    assert again.config.seeds == 2 and len(again.members) == 2
+    np.testing.assert_array_equal(again.score(data["shape"]), pair.score(data["shape"]))
+
+    # a file written before teachers had members: one network under "state_dict", version 1
+    old = {
+        "format": "aed-teacher-multitask",
+        "version": 1,
+        "config": json.dumps({k: v for k, v in dataclasses.asdict(fitted.config).items() if k != "seeds"}),
+        "state_dict": fitted.net.state_dict(),
+        "error_mean": fitted.members[0].error_mean,
+        "error_std": fitted.members[0].error_std,
+    }
+    torch.save(old, tmp_path / "old.pt")
+    np.testing.assert_array_equal(
+        MultiTaskTeacher.load(tmp_path / "old.pt").score(data["shape"]), fitted.score(data["shape"])
+    )

@@ -329,3 +329,34 @@ def test_the_frame_correction_is_stored_and_switching_it_repaints_without_rescor
         assert counted.meta["frame_correction"] == "count" and "frame_correction" not in raw.meta
     with pytest.raises(UsageError, match="--frame-correction 'max' is unknown"):
         TeachConfig(frame_correction="max")
+
+
+def test_the_training_seed_is_repeatable_and_changes_the_teacher(taught, synthetic, tmp_path) -> None:
+    src, _ = taught
+
+    def scores(seed: int, folder: str) -> np.ndarray:
+        out = tmp_path / folder
+        shutil.copytree(src / "boxes", out / "boxes")
+        cfg = TeachConfig(max_train_objects=400, seed=seed)
+        ensure_targets(synthetic, out, ["a"], progress=False, epochs=1, config=cfg)
+        return np.concatenate(
+            [load_targets(TargetPaths(out).targets("a", "test", c.name)).raw for c in synthetic.test]
+        )
+
+    first, again, other = scores(0, "s0"), scores(0, "s0-again"), scores(1, "s1")
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+
+
+def test_b_seeds_trains_teacher_b_as_that_many_networks(taught, synthetic, tmp_path) -> None:
+    from aedcli.teachers.multitask import MultiTaskTeacher
+
+    src, _ = taught
+    shutil.copytree(src / "boxes", tmp_path / "t" / "boxes")
+    cfg = TeachConfig(max_train_objects=300, b_seeds=2)
+    report = ensure_targets(synthetic, tmp_path / "t", ["b"], progress=False, epochs=1, config=cfg)
+    assert report.teachers["b"].fitted
+    teacher = MultiTaskTeacher.load(TargetPaths(tmp_path / "t").teacher_file("b"))
+    assert teacher.config.seeds == 2 and len(teacher.members) == 2
+    with pytest.raises(UsageError, match="--b-seeds must be 1 or more"):
+        TeachConfig(b_seeds=0)

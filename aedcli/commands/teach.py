@@ -59,6 +59,20 @@ def teach(
         "(the chance that the largest of K normal objects reaches it); 'none': raw scores. 'count' lost "
         "on the synthetic development set (scripts/teacher_dev.py), so it is off by default.",
     ),
+    seed: int = typer.Option(
+        0,
+        "--seed",
+        metavar="N",
+        help="Seed of the teachers' training (initial weights, sampling); a teacher file already in --out "
+        "is reused as it is.",
+    ),
+    b_seeds: int = typer.Option(
+        1,
+        "--b-seeds",
+        metavar="N",
+        help="Train teacher b as N networks (seeds s, s+1, ...) and score with their mean: steadier, N times "
+        "the cost.",
+    ),
     max_objects: int = typer.Option(
         8000,
         "--max-objects",
@@ -128,6 +142,8 @@ def teach(
         lo_percentile=lo,
         hi_percentile=hi,
         frame_correction=frame_correction,
+        seed=seed,
+        b_seeds=b_seeds,
     )
     ds = load_dataset(dataset, root)
     if teachers_from is not None:

@@ -26,7 +26,7 @@ written from that description and trained on the user's normal footage only:
 
 Default weights (``AppearanceMotionConfig.weights``): 1 for the appearance error, both classifiers and
 speed; 0 for the motion reconstruction error. They were chosen on the synthetic development set
-(``scripts/teacher_dev.py``: micro AUC 0.904 without the motion error, 0.840 with all five, 0.705 speed
+(``scripts/teacher_dev.py``: micro AUC 0.903 without the motion error, 0.855 with all five, 0.705 speed
 alone), never on a benchmark's test set. The raw motion error mostly measures how cluttered a crop is (a
 group of walkers is hard to reconstruct, a lone cyclist easy); the motion auto-encoder still counts through
 the motion classifier, which judges its input together with its reconstruction. Raise the appearance
@@ -343,6 +343,9 @@ class AppearanceMotionTeacher:
         epochs = cfg.epochs if epochs is None else int(epochs)
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
+        # Fresh networks drawn from the seed: their initial weights are part of what the seed repeats.
+        self.appearance = Stream(1, cfg)
+        self.motion = Stream(2, cfg)
         tubes = torch.cat([shrink_tubes(b.tubes, cfg.input_size) for b in batches if len(b)])
         boxes = np.concatenate([b.boxes for b in batches if len(b)])
         # the fast region measured by the speed component: a fraction of a typical normal object's area

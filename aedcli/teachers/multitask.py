@@ -42,12 +42,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aedcli.errors import WeightsError
 from aedcli.files import atomic_path
 from aedcli.teachers.base import TUBE_RADIUS, ObjectBatch
 from aedcli.teachers.velocity import crop_mask, read_teacher_file
 
 FORMAT = "aed-teacher-multitask"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 TASKS = ("arrow", "irregularity", "middle")
 TUBE_LENGTH = 2 * TUBE_RADIUS + 1
 
@@ -76,6 +78,9 @@ class MultiTaskConfig:
     log_errors:     standardise the logarithm of each task's error: the classifiers' errors are near 0 for
                     almost every normal object, and on a log scale one confident mistake does not outweigh
                     the other tasks' evidence.
+    seeds:          networks trained, with seeds s, s + 1, ...; an object's score is the mean of theirs. One
+                    network's training is unstable (its classifiers can saturate on normal objects), and a
+                    mean over several is steadier at that many times the cost.
     """
 
     size: int = 64
@@ -93,6 +98,7 @@ class MultiTaskConfig:
     crop_margin: float = 0.1
     middle_offsets: list[int] = field(default_factory=lambda: [-1, 1])
     log_errors: bool = True
+    seeds: int = 1
 
 
 def clip_indices(window: int) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
@@ -202,6 +208,27 @@ def _to_float(tubes: torch.Tensor, valid: torch.Tensor, normalise: bool) -> torc
     return x * v
 
 
+@dataclass
+class _Member:
+    """One trained network and its per-task error statistics on held-out normal objects."""
+
+    net: MultiTaskNet
+    error_mean: torch.Tensor = field(default_factory=lambda: torch.zeros(len(TASKS)))
+    error_std: torch.Tensor = field(default_factory=lambda: torch.ones(len(TASKS)))
+
+
+class _StepCounter:
+    """Reports optimiser steps to a ``progress(step, total)`` callback, counted across all members."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, done: int, total: int) -> None:
+        self.progress, self.done, self.total = progress, done, total
+
+    def step(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
 class MultiTaskTeacher:
     """SSMTL-style object scorer: sum of standardised arrow, irregularity and middle-prediction errors."""
 
@@ -211,10 +238,15 @@ class MultiTaskTeacher:
         self.config = config or MultiTaskConfig()
         if not 3 <= self.config.window < TUBE_LENGTH or self.config.window % 2 == 0:
             raise ValueError(f"window must be odd, at least 3 and below the tube length {TUBE_LENGTH}")
-        self.net = MultiTaskNet(self.config)
-        self.error_mean = torch.zeros(len(TASKS))  # per-task error statistics on held-out normal objects
-        self.error_std = torch.ones(len(TASKS))
+        if self.config.seeds < 1:
+            raise ValueError(f"seeds must be 1 or more, got {self.config.seeds}")
+        self.members = [_Member(MultiTaskNet(self.config)) for _ in range(self.config.seeds)]
         self.fitted = False
+
+    @property
+    def net(self) -> MultiTaskNet:
+        """The first member's network."""
+        return self.members[0].net
 
     # -- clips -----------------------------------------------------------------------------------------
     def _scoring_clips(self) -> tuple[list[int], list[int], int]:
@@ -234,7 +266,9 @@ class MultiTaskTeacher:
     ) -> dict[str, Any]:
         """Train the three tasks on normal objects; returns per-epoch losses and the error statistics.
 
-        ``progress(step, total)`` is called after every optimiser step (for a progress bar).
+        With ``seeds > 1`` every member is trained the same way with seeds ``seed``, ``seed + 1``, ...; the
+        report is the first member's, with every member's under ``members``. ``progress(step, total)`` is
+        called after every optimiser step (for a progress bar).
         """
         cfg = self.config
         epochs = cfg.epochs if epochs is None else epochs
@@ -243,6 +277,24 @@ class MultiTaskTeacher:
             raise ValueError("the multi-task teacher needs at least one training object")
         data = torch.cat([p[0] for p in prepared])  # (N, 7, S, S) uint8
         valid = torch.cat([p[1] for p in prepared])  # (N, S, S) bool
+        used = min(len(data), cfg.max_train)
+        held_out = round(cfg.holdout * used) if used >= 20 else 0
+        member_steps = epochs * math.ceil((used - held_out) / cfg.batch_size)
+        members, reports = [], []
+        for i in range(cfg.seeds):
+            step = _StepCounter(progress, i * member_steps, cfg.seeds * member_steps)
+            member, report = self._fit_member(data, valid, epochs, seed + i, step)
+            members.append(member)
+            reports.append(report)
+        self.members = members
+        self.fitted = True
+        return {**reports[0], "seeds": cfg.seeds, "members": reports}
+
+    def _fit_member(
+        self, data: torch.Tensor, valid: torch.Tensor, epochs: int, seed: int, progress: _StepCounter
+    ) -> tuple[_Member, dict[str, Any]]:
+        """Train one network on prepared tubes; its error statistics come from its held-out objects."""
+        cfg = self.config
         total = len(data)
         rng = np.random.default_rng(seed)
         order = rng.permutation(total)[: cfg.max_train]
@@ -250,14 +302,12 @@ class MultiTaskTeacher:
         held, train = np.sort(order[:n_hold]), np.sort(order[n_hold:])
 
         torch.manual_seed(seed)
-        self.net = MultiTaskNet(cfg)
-        optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        net = MultiTaskNet(cfg)
+        optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         regular, irregular = clip_indices(cfg.window)
         strided = [c for c in irregular if len({b - a for a, b in itertools.pairwise(c)}) == 1]
         history: list[dict[str, float]] = []
-        total_steps = epochs * math.ceil(len(train) / cfg.batch_size)
-        done = 0
-        self.net.train()
+        net.train()
         for _ in range(epochs):
             sums = dict.fromkeys(TASKS, 0.0)
             steps = 0
@@ -265,7 +315,7 @@ class MultiTaskTeacher:
             for start in range(0, len(train), cfg.batch_size):
                 rows = train[perm[start : start + cfg.batch_size]]
                 tubes = _to_float(data[rows], valid[rows], cfg.normalise)  # (B, 7, S, S)
-                losses = self._training_losses(tubes, valid[rows], regular, irregular, strided, rng)
+                losses = self._training_losses(net, tubes, valid[rows], regular, irregular, strided, rng)
                 loss = sum(losses.values())
                 optimiser.zero_grad()
                 loss.backward()
@@ -273,30 +323,30 @@ class MultiTaskTeacher:
                 for task in TASKS:
                     sums[task] += losses[task].item()
                 steps += 1
-                done += 1
-                if progress is not None:
-                    progress(done, total_steps)
+                progress.step()
             history.append({task: sums[task] / max(steps, 1) for task in TASKS})
 
-        self.net.eval()
+        net.eval()
         stats = held if len(held) else train
-        errors = self._task_errors(data[stats], valid[stats])  # (M, 3)
-        self.error_mean = errors.mean(dim=0)
+        errors = self._task_errors(net, data[stats], valid[stats])  # (M, 3)
+        mean = errors.mean(dim=0)
         # The floor stops a task that is solved almost perfectly on held-out data from dominating the sum.
-        self.error_std = errors.std(dim=0).clamp_min(1e-3) if len(errors) > 1 else torch.ones(len(TASKS))
-        self.fitted = True
-        return {
+        std = errors.std(dim=0).clamp_min(1e-3) if len(errors) > 1 else torch.ones(len(TASKS))
+        report = {
             "objects": total,
             "trained_on": len(train),
             "held_out": len(held),
             "epochs": epochs,
+            "seed": seed,
             "losses": history,
-            "error_mean": dict(zip(TASKS, self.error_mean.tolist(), strict=True)),
-            "error_std": dict(zip(TASKS, self.error_std.tolist(), strict=True)),
+            "error_mean": dict(zip(TASKS, mean.tolist(), strict=True)),
+            "error_std": dict(zip(TASKS, std.tolist(), strict=True)),
         }
+        return _Member(net, mean, std), report
 
     def _training_losses(
         self,
+        net: MultiTaskNet,
         tubes: torch.Tensor,
         valid: torch.Tensor,
         regular: list[tuple[int, ...]],
@@ -319,7 +369,7 @@ class MultiTaskTeacher:
         rows = torch.arange(b).repeat(2)
         index = torch.tensor([p[::-1] if bwd else p for p, bwd in zip(picks, backward, strict=True)])
         clips = tubes[rows[:, None], index]  # (2B, window, S, S)
-        arrow_logits, irr_logits = self.net.classify(clips.unsqueeze(1))
+        arrow_logits, irr_logits = net.classify(clips.unsqueeze(1))
         arrow_target = torch.from_numpy(backward.astype(np.int64))
         irr_target = torch.cat([torch.zeros(b, dtype=torch.long), torch.ones(b, dtype=torch.long)])
 
@@ -330,7 +380,7 @@ class MultiTaskTeacher:
         context = middle[:, None] + offsets[None, :]  # (B, K)
         inputs = tubes[torch.arange(b)[:, None], context]  # (B, K, S, S)
         target = tubes[torch.arange(b), middle]  # (B, S, S)
-        predicted = self.net.predict_middle(inputs.unsqueeze(1))
+        predicted = net.predict_middle(inputs.unsqueeze(1))
         v = valid.float()
         return {
             "arrow": F.cross_entropy(arrow_logits, arrow_target),
@@ -339,7 +389,9 @@ class MultiTaskTeacher:
         }
 
     @torch.no_grad()
-    def _task_errors(self, data: torch.Tensor, valid: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    def _task_errors(
+        self, net: MultiTaskNet, data: torch.Tensor, valid: torch.Tensor, chunk: int = 256
+    ) -> torch.Tensor:
         """Per-task errors of prepared tubes (N, 7, S, S) uint8 and masks -> (N, 3), order of TASKS.
 
         1 - p(correct class) for the classifiers and the mean absolute error of the middle prediction, or
@@ -353,11 +405,11 @@ class MultiTaskTeacher:
             tubes = _to_float(
                 data[start : start + chunk], valid[start : start + chunk], self.config.normalise
             )
-            arrow_logits, irr_logits = self.net.classify(tubes[:, regular].unsqueeze(1))
+            arrow_logits, irr_logits = net.classify(tubes[:, regular].unsqueeze(1))
             # Class 0 is correct for a forward, regular clip: the error is p(class 1) = 1 - p(correct).
             arrow_error = arrow_logits.log_softmax(dim=1)[:, 1]
             irr_error = irr_logits.log_softmax(dim=1)[:, 1]
-            predicted = self.net.predict_middle(tubes[:, context].unsqueeze(1))
+            predicted = net.predict_middle(tubes[:, context].unsqueeze(1))
             target = tubes[:, middle]
             middle_error = ((predicted - target).abs() * v).sum(dim=(1, 2)) / v.sum(dim=(1, 2)).clamp_min(1.0)
             errors = torch.stack([arrow_error, irr_error, middle_error.clamp_min(1e-6).log()], dim=1)
@@ -365,14 +417,20 @@ class MultiTaskTeacher:
         return torch.cat(out) if out else torch.zeros(0, len(TASKS))
 
     def task_scores(self, batch: ObjectBatch) -> np.ndarray:
-        """Standardised error of every task per object, (N, 3) float32 in the order of TASKS."""
+        """Standardised error of every task per object, (N, 3) float32 in the order of TASKS.
+
+        Each member's errors are standardised with its own statistics, then averaged over the members.
+        """
         if not self.fitted:
             raise RuntimeError("the multi-task teacher must be fitted or loaded before scoring")
-        self.net.eval()
         if len(batch) == 0:
             return np.zeros((0, len(TASKS)), np.float32)
-        errors = self._task_errors(*_prepare(batch, self.config.size, self.config.crop_margin))
-        return ((errors - self.error_mean) / self.error_std).numpy().astype(np.float32)
+        data, valid = _prepare(batch, self.config.size, self.config.crop_margin)
+        total = torch.zeros(len(data), len(TASKS))
+        for m in self.members:
+            m.net.eval()
+            total += (self._task_errors(m.net, data, valid) - m.error_mean) / m.error_std
+        return (total / len(self.members)).numpy().astype(np.float32)
 
     def score(self, batch: ObjectBatch) -> np.ndarray:
         """Weighted sum of the standardised task errors, (N,) float32."""
@@ -387,9 +445,9 @@ class MultiTaskTeacher:
             "format": FORMAT,
             "version": VERSION,
             "config": json.dumps(asdict(self.config)),
-            "state_dict": self.net.state_dict(),
-            "error_mean": self.error_mean,
-            "error_std": self.error_std,
+            "state_dicts": [m.net.state_dict() for m in self.members],
+            "error_means": torch.stack([m.error_mean for m in self.members]),
+            "error_stds": torch.stack([m.error_std for m in self.members]),
         }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
@@ -397,11 +455,20 @@ class MultiTaskTeacher:
     @classmethod
     def load(cls, path: Path) -> MultiTaskTeacher:
         """Read a teacher written by :meth:`save`; refuses files that would need to unpickle objects."""
-        payload = read_teacher_file(Path(path), FORMAT, VERSION)
-        teacher = cls(MultiTaskConfig(**json.loads(payload["config"])))
-        teacher.net.load_state_dict(payload["state_dict"])
-        teacher.net.eval()
-        teacher.error_mean = payload["error_mean"].float()
-        teacher.error_std = payload["error_std"].float()
+        payload = read_teacher_file(Path(path), FORMAT, READABLE_VERSIONS)
+        config = json.loads(payload["config"])
+        config.setdefault("seeds", 1)  # a file from before members existed holds one network
+        teacher = cls(MultiTaskConfig(**config))
+        if payload["version"] == 1:  # one network, written before members existed
+            states = [payload["state_dict"]]
+            means, stds = payload["error_mean"][None], payload["error_std"][None]
+        else:
+            states, means, stds = payload["state_dicts"], payload["error_means"], payload["error_stds"]
+        if not len(states) == len(means) == len(stds) == teacher.config.seeds:
+            raise WeightsError(f"teacher file {path} is inconsistent ({len(states)} networks); refit it.")
+        for member, state, mean, std in zip(teacher.members, states, means, stds, strict=True):
+            member.net.load_state_dict(state)
+            member.net.eval()
+            member.error_mean, member.error_std = mean.float(), std.float()
         teacher.fitted = True
         return teacher

@@ -114,8 +114,11 @@ class TeachConfig:
     hi_percentile: float = 100.0
     frame_correction: str = "none"
     seed: int = 0
+    b_seeds: int = 1
 
     def __post_init__(self) -> None:
+        if self.b_seeds < 1:
+            raise UsageError(f"--b-seeds must be 1 or more, not {self.b_seeds}.")
         if self.frame_correction not in FRAME_CORRECTIONS:
             raise UsageError(
                 f"--frame-correction '{self.frame_correction}' is unknown; "
@@ -441,7 +444,12 @@ def _load_or_fit(
             f"no moving objects were found in the training clips, so teacher '{name}' cannot be trained; "
             "check the training videos or lower the proposal thresholds."
         )
-    teacher = cls()
+    if name == "b" and cfg.b_seeds != 1:
+        from aedcli.teachers.multitask import MultiTaskConfig
+
+        teacher = cls(MultiTaskConfig(seeds=cfg.b_seeds))
+    else:
+        teacher = cls()
     kwargs: dict[str, Any] = {"epochs": epochs, "seed": cfg.seed}
     if "progress" in inspect.signature(teacher.fit).parameters:
         task = bar.add_task(f"fit {name}", total=None)

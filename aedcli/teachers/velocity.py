@@ -390,7 +390,7 @@ class VelocityTeacher:
         return teacher
 
 
-def read_teacher_file(path: Path, expected_format: str, version: int) -> dict[str, Any]:
+def read_teacher_file(path: Path, expected_format: str, version: int | tuple[int, ...]) -> dict[str, Any]:
     """Read a teacher file with ``torch.load(weights_only=True)``; every failure becomes a WeightsError.
 
     Only tensors, numbers, strings and containers of them load; a file that needs to unpickle any other
@@ -410,8 +410,10 @@ def read_teacher_file(path: Path, expected_format: str, version: int) -> dict[st
         raise WeightsError(
             f"teacher file {path} holds {found!r}, not {expected_format!r}; pass the right file."
         )
-    if payload.get("version") != version:
+    versions = (version,) if isinstance(version, int) else version
+    if payload.get("version") not in versions:
+        readable = " or ".join(str(v) for v in versions)
         raise WeightsError(
-            f"teacher file {path} has version {payload.get('version')}, this aed reads {version}; refit it."
+            f"teacher file {path} has version {payload.get('version')}, this aed reads {readable}; refit it."
         )
     return payload
