@@ -105,14 +105,20 @@ if has teach; then
     "${FROM[@]}" --quiet
 fi
 
-if has teach; then
-  # The same teachers and raw scores, repainted with min-max scaling (nothing is trained or scored again).
-  mkdir -p "$RUNS/targets-minmax"
+# A targets folder $1 holding the teachers, raw scores and boxes of $RUNS/targets, to repaint another way
+# (nothing is trained or scored again).
+scored_copy() {
+  local dest=$1
   for t in a b flow; do
-    mkdir -p "$RUNS/targets-minmax/$t"
-    cp -r "$RUNS/targets/$t/teacher.pt" "$RUNS/targets/$t/raw" "$RUNS/targets-minmax/$t/"
+    mkdir -p "$dest/$t"
+    cp -r "$RUNS/targets/$t/teacher.pt" "$RUNS/targets/$t/raw" "$dest/$t/"
   done
-  cp -r "$RUNS/targets/boxes" "$RUNS/targets-minmax/"
+  cp -r "$RUNS/targets/boxes" "$dest/"
+}
+
+if has teach; then
+  # The same teachers and raw scores, repainted with min-max scaling.
+  scored_copy "$RUNS/targets-minmax"
   $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-minmax" --teachers a,b,flow \
     --scale-percentiles 0,100 --quiet
 fi
@@ -125,12 +131,7 @@ if has eval-teachers; then
   $AED eval --dataset ped2 --root "$PED2" --baseline flow --sigma "$SIGMA" --json "$RUNS/reports/flow-floor.json"
   # The same teachers and raw scores, count-corrected (aed teach --frame-correction count, off by default:
   # it lost on the synthetic development set; rule in docs/results.md, seventh round). Only repainted.
-  mkdir -p "$RUNS/targets-count"
-  for t in a b flow; do
-    mkdir -p "$RUNS/targets-count/$t"
-    cp -r "$RUNS/targets/$t/teacher.pt" "$RUNS/targets/$t/raw" "$RUNS/targets-count/$t/"
-  done
-  cp -r "$RUNS/targets/boxes" "$RUNS/targets-count/"
+  scored_copy "$RUNS/targets-count"
   $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-count" --teachers a,b,flow \
     --frame-correction count --quiet
   for model in teacher-a teacher-b teacher-flow teachers; do
