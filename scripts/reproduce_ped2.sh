@@ -343,6 +343,30 @@ if has pseudo; then
     --json "$RUNS/reports/student-$run.json"
 fi
 
+# Eighth round, an ablation (not a candidate for weights/ped2.pt): the fourth round's recipe (seed 4, 15
+# epochs, the same pre-training) distilled from teachers a and flow and teacher b as the mean of three seeds.
+if has pseudo; then
+  b3="$RUNS/targets-b-seeds3"
+  mkdir -p "$b3"
+  [[ -e "$b3/boxes" ]] || cp -r "$RUNS/targets/boxes" "$b3/"
+  $AED teach --dataset ped2 --root "$PED2" --out "$b3" --teachers b --b-seeds 3 --speedups 2,3 \
+    --workers "$WORKERS" --quiet
+  mix="$RUNS/targets-abf3"
+  mkdir -p "$mix"
+  for t in a flow boxes; do [[ -e "$mix/$t" ]] || cp -r "$RUNS/targets/$t" "$mix/"; done
+  [[ -e "$mix/b" ]] || cp -r "$b3/b" "$mix/"
+  run=cpu-abf3-mix-240-s4
+  mkdir -p "$RUNS/$run/checkpoints"
+  [[ -e "$RUNS/$run/targets" ]] || ln -s "$(cd "$mix" && pwd)" "$RUNS/$run/targets"
+  [[ -e "$RUNS/$run/cache" ]] || ln -s "$(cd "$RUNS/pretrain-cpu-240" && pwd)/cache" "$RUNS/$run/cache"
+  [[ -e "$RUNS/$run/checkpoints/pretrain.pt" ]] ||
+    cp "$RUNS/pretrain-cpu-240/checkpoints/pretrain.pt" "$RUNS/$run/checkpoints/"
+  $AED distill "${CPU[@]}" --out "$RUNS/$run" --teachers a,b,flow --region-mix 0.5 --epochs 15 --no-adversarial \
+    --lr 3e-4 --speedups 2,3 --seed 4 --select last --stage distill --resume
+  $AED eval --dataset ped2 --root "$PED2" --weights "$RUNS/$run/weights.pt" --sigma "$SIGMA" \
+    --json "$RUNS/reports/student-$run.json"
+fi
+
 if has report; then
   python scripts/results_table.py "$RUNS/reports"
 fi

@@ -45,3 +45,5 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert "| 91.4 | 98.1 / 98.1 | 60.7 | 91.1 |" in readme
     assert "| teachers a + b (--b-seeds 3) + flow | 94.4 | 97.8 | 97.9 | 75.8 | 96.8 |" in out
     assert "| 94.4 | 97.8 / 97.9 | 75.8 | 96.8 |" in readme
+    assert "| student `cpu-abf3-mix-240-s4` | 92.6 | 99.7 | 99.7 | 74.0 | 94.0 |" in out
+    assert "| 92.6 | 99.7 / 99.7 | 74.0 | 94.0 |" in readme
