@@ -278,8 +278,7 @@ class MultiTaskTeacher:
         data = torch.cat([p[0] for p in prepared])  # (N, 7, S, S) uint8
         valid = torch.cat([p[1] for p in prepared])  # (N, S, S) bool
         used = min(len(data), cfg.max_train)
-        held_out = round(cfg.holdout * used) if used >= 20 else 0
-        member_steps = epochs * math.ceil((used - held_out) / cfg.batch_size)
+        member_steps = epochs * math.ceil((used - self._held_out(used)) / cfg.batch_size)
         members, reports = [], []
         for i in range(cfg.seeds):
             step = _StepCounter(progress, i * member_steps, cfg.seeds * member_steps)
@@ -290,6 +289,10 @@ class MultiTaskTeacher:
         self.fitted = True
         return {**reports[0], "seeds": cfg.seeds, "members": reports}
 
+    def _held_out(self, used: int) -> int:
+        """How many of ``used`` training objects are kept out to measure the error statistics."""
+        return round(self.config.holdout * used) if used >= 20 else 0
+
     def _fit_member(
         self, data: torch.Tensor, valid: torch.Tensor, epochs: int, seed: int, progress: _StepCounter
     ) -> tuple[_Member, dict[str, Any]]:
@@ -298,7 +301,7 @@ class MultiTaskTeacher:
         total = len(data)
         rng = np.random.default_rng(seed)
         order = rng.permutation(total)[: cfg.max_train]
-        n_hold = round(cfg.holdout * len(order)) if len(order) >= 20 else 0
+        n_hold = self._held_out(len(order))
         held, train = np.sort(order[:n_hold]), np.sort(order[n_hold:])
 
         torch.manual_seed(seed)

@@ -611,8 +611,9 @@ def ensure_targets(
 
             train_raw = np.concatenate([raw[(c.split, c.name)][1] for c in dataset.train])
             correction = CountCorrection.from_training(train_raw) if cfg.frame_correction == "count" else None
+            calibrated = {k: _calibrated(correction, rows, scores) for k, (rows, scores) in raw.items()}
             scaler = ScoreScaler.from_training(
-                np.concatenate([_calibrated(correction, *raw[(c.split, c.name)]) for c in dataset.train]),
+                np.concatenate([calibrated[(c.split, c.name)] for c in dataset.train]),
                 kind=normalisation,
                 lo_percentile=cfg.lo_percentile,
                 hi_percentile=cfg.hi_percentile,
@@ -643,7 +644,7 @@ def ensure_targets(
                     targets = build_targets(
                         rows,
                         clip_raw,
-                        calibrated=_calibrated(correction, rows, clip_raw),
+                        calibrated=calibrated[(clip.split, clip.name)],
                         frame_count=cb.frame_count,
                         frame_size=cb.frame_size,
                         scaler=scaler,
