@@ -13,10 +13,12 @@
 # Steps, each resumable (re-running skips finished work):
 #   teach          teachers a, b and flow trained on Train only; targets for every clip
 #   eval-teachers  each teacher, their mean and the no-learning optical-flow floor on all 2,010 test frames;
-#                  the same teachers count-corrected (an ablation); teachers, floor and weights/ped2.pt at
+#                  the same teachers count-corrected (an ablation); teacher a's components combined by
+#                  their tail probabilities (an ablation); teachers, floor and weights/ped2.pt at
 #                  the paper's sigma of 21 frames
-#   teacher-seeds  teacher a retrained with seeds 1 and 2, teacher b with seeds 1 and 2 (their spread), and
-#                  teacher b as the mean of three seeds (--b-seeds 3), alone and with a and flow
+#   teacher-seeds  teacher a retrained with seeds 1 and 2, teacher b with seeds 1 and 2 (their spread),
+#                  teacher a trained with today's defaults, and teacher b as the mean of three seeds
+#                  (--b-seeds 3); each alone and with the other shipped teachers
 #   distill        one shared pre-training (35 epochs), then the student runs below (35 epochs each)
 #   eval-students  every student on all 2,010 test frames
 #   bench          student speed on DEVICE and on the CPU, teachers' speed on the CPU
@@ -138,6 +140,18 @@ if has eval-teachers; then
     $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-count" --model "$model" --sigma "$SIGMA" \
       --json "$RUNS/reports/$model-count.json"
   done
+  # Teacher a's components combined by their tail probabilities (aed teach --a-combine; rule in
+  # docs/results.md, ninth round): the same networks, measured again on the training objects and scored
+  # again; b and flow are reused as they are.
+  for combine in tail-sum tail-max; do
+    scored_copy "$RUNS/targets-a-$combine"
+    $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-a-$combine" --teachers a,b,flow \
+      --a-combine "$combine" --workers "$WORKERS" --quiet
+    for model in teacher-a teachers; do
+      $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-a-$combine" --model "$model" \
+        --sigma "$SIGMA" --json "$RUNS/reports/$model-a-$combine.json"
+    done
+  done
   # The paper's smoothing (sigma 21 frames) for the teachers, the floor and the shipped student, beside ours.
   for model in teacher-a teacher-b teacher-flow teachers; do
     $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets" --model "$model" --sigma 21 \
@@ -159,6 +173,20 @@ if has teacher-seeds; then
     $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-$t-s$seed" --model "teacher-$t" \
       --sigma "$SIGMA" --json "$RUNS/reports/seed$seed-teacher-$t.json"
   done
+  # Teacher a trained afresh with today's defaults (its components combined by their largest rarity), alone
+  # and with the shipped b and flow.
+  mkdir -p "$RUNS/targets-a-new"
+  [[ -e "$RUNS/targets-a-new/boxes" ]] || cp -r "$RUNS/targets/boxes" "$RUNS/targets-a-new/"
+  $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-a-new" --teachers a --workers "$WORKERS" --quiet
+  $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-a-new" --model teacher-a \
+    --sigma "$SIGMA" --json "$RUNS/reports/teacher-a-new.json"
+  mkdir -p "$RUNS/targets-a-new-all"
+  for t in b flow boxes; do
+    [[ -e "$RUNS/targets-a-new-all/$t" ]] || cp -r "$RUNS/targets/$t" "$RUNS/targets-a-new-all/"
+  done
+  [[ -e "$RUNS/targets-a-new-all/a" ]] || cp -r "$RUNS/targets-a-new/a" "$RUNS/targets-a-new-all/"
+  $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-a-new-all" --model teachers \
+    --sigma "$SIGMA" --json "$RUNS/reports/teachers-a-new.json"
   # Teacher b as the mean of three networks (seeds 0, 1, 2), alone and with the shipped a and flow.
   mkdir -p "$RUNS/targets-b-seeds3"
   [[ -e "$RUNS/targets-b-seeds3/boxes" ]] || cp -r "$RUNS/targets/boxes" "$RUNS/targets-b-seeds3/"

@@ -31,6 +31,12 @@ TEACHER_ROWS = {
     "seed2-teacher-b": "teacher b, seed 2",
     "b-seeds3-teacher-b": "teacher b, mean of seeds 0-2 (--b-seeds 3)",
     "b-seeds3-teachers": "teachers a + b (--b-seeds 3) + flow",
+    "teacher-a-a-tail-sum": "teacher a, rarities summed (--a-combine tail-sum)",
+    "teacher-a-a-tail-max": "teacher a, largest rarity (--a-combine tail-max)",
+    "teachers-a-tail-sum": "teachers a (tail-sum) + b + flow",
+    "teachers-a-tail-max": "teachers a (tail-max) + b + flow",
+    "teacher-a-new": "teacher a trained with today's defaults (tail-max)",
+    "teachers-a-new": "teachers a (today's defaults) + b + flow",
 }
 
 

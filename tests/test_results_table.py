@@ -46,4 +46,9 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert "| teachers a + b (--b-seeds 3) + flow | 94.4 | 97.8 | 97.9 | 75.8 | 96.8 |" in out
     assert "| 94.4 | 97.8 / 97.9 | 75.8 | 96.8 |" in readme
     assert "| student `cpu-abf3-mix-240-s4` | 92.6 | 99.7 | 99.7 | 74.0 | 94.0 |" in out
+    assert "| teacher a, largest rarity (--a-combine tail-max) | 86.5 | 90.7 | 91.0 | 63.2 | 82.3 |" in out
+    assert "| 86.5 | 90.7 / 91.0 | 63.2 | 82.3 |" in readme
+    assert "| teachers a (tail-sum) + b + flow | 93.4 | 97.3 | 97.4 | 73.2 | 95.6 |" in out
+    assert "| teacher a trained with today's defaults (tail-max) | 88.9 | 93.2 | 93.4 | 64.5 | 84.0 |" in out
+    assert "| 88.9 | 93.2 / 93.4 | 64.5 | 84.0 |" in readme
     assert "| 92.6 | 99.7 / 99.7 | 74.0 | 94.0 |" in readme

@@ -360,3 +360,30 @@ def test_b_seeds_trains_teacher_b_as_that_many_networks(taught, synthetic, tmp_p
     assert teacher.config.seeds == 2 and len(teacher.members) == 2
     with pytest.raises(UsageError, match="--b-seeds must be 1 or more"):
         TeachConfig(b_seeds=0)
+
+
+def test_a_combine_recalibrates_a_reused_teacher_a_and_scores_it_again(taught, synthetic, tmp_path) -> None:
+    from aedcli.teachers.appearance_motion import AppearanceMotionTeacher
+
+    src, _ = taught
+    _copy_teacher(src, tmp_path / "t")
+    cfg = TeachConfig(max_train_objects=400, a_combine="tail-sum")
+    report = ensure_targets(synthetic, tmp_path / "t", ["a"], progress=False, epochs=EPOCHS, config=cfg)
+    tr = report.teachers["a"]
+    assert not tr.fitted and tr.fit_stats["combine"] == "tail-sum"  # same networks, measured again
+    assert tr.clips_scored == len(_all(synthetic))  # a changed file is scored again, never reused
+    before = AppearanceMotionTeacher.load(src / "a" / "teacher.pt")
+    after = AppearanceMotionTeacher.load(tmp_path / "t" / "a" / "teacher.pt")
+    assert before.config.combine == "tail-max" and after.config.combine == "tail-sum"
+    for k, v in before.appearance.state_dict().items():
+        assert torch.equal(v, after.appearance.state_dict()[k])
+    clip = synthetic.test[0]
+    old = load_targets(TargetPaths(src).targets("a", "test", clip.name))
+    new = load_targets(TargetPaths(tmp_path / "t").targets("a", "test", clip.name))
+    assert len(new.raw) == len(old.raw) and not np.allclose(new.raw, old.raw)
+    assert new.raw.min() >= 0.0 and old.raw.min() >= 0.0  # rarities, summed or their largest
+    # asking again for what the file now holds does nothing more
+    again = ensure_targets(synthetic, tmp_path / "t", ["a"], progress=False, epochs=EPOCHS, config=cfg)
+    assert again.teachers["a"].clips_scored == 0 and "combine" not in again.teachers["a"].fit_stats
+    with pytest.raises(UsageError, match="--a-combine 'median' is unknown"):
+        TeachConfig(a_combine="median")

@@ -73,6 +73,16 @@ def teach(
         help="Train teacher b as N networks (seeds s, s+1, ...) and score with their mean: steadier, N times "
         "the cost.",
     ),
+    a_combine: str | None = typer.Option(
+        None,
+        "--a-combine",
+        metavar="linear|tail-sum|tail-max",
+        help="How teacher a makes one score of its components: 'tail-max' (its default) takes the largest, "
+        "'tail-sum' the sum, of their rarity among normal training objects; 'linear' adds them calibrated 0 "
+        "at the normal median and 1 at the 99th percentile (files from before 'tail-max'). A reused teacher "
+        "a file keeps its networks and is measured again on the training objects.",
+        show_default=False,
+    ),
     max_objects: int = typer.Option(
         8000,
         "--max-objects",
@@ -144,6 +154,7 @@ def teach(
         frame_correction=frame_correction,
         seed=seed,
         b_seeds=b_seeds,
+        a_combine=a_combine,
     )
     ds = load_dataset(dataset, root)
     if teachers_from is not None:

@@ -20,17 +20,23 @@ written from that description and trained on the user's normal footage only:
 * the object's **speed** (source pixels per frame, from dense optical flow inside the tube window): the
   temporal gradients show *that* something moved, not how far, once an object's two copies stop
   overlapping - and on footage of walkers, speed is what sets bikes and carts apart;
-* the object score is the weighted sum of five components - appearance and motion reconstruction errors,
-  appearance and motion classifier logits, speed - each calibrated on the normal training objects (0 at
-  their median, 1 at their 99th percentile).
+* the object score combines five weighted components - appearance and motion reconstruction errors,
+  appearance and motion classifier logits, speed - each measured on the normal training objects.
+  ``combine="tail-max"`` (the default) takes the largest of their rarities among normal objects, ``-ln q``
+  with ``q`` the share of normal training objects scoring as high or higher
+  (:class:`aedcli.teachers.calibration.TailModel`), so an object is as abnormal as its most unusual
+  component and no component's long normal tail outweighs the others; ``"tail-sum"`` adds the rarities;
+  ``"linear"`` (the default of files written before it existed) adds the components calibrated 0 at the
+  normal median and 1 at the 99th percentile (``aed teach --a-combine``).
 
 Default weights (``AppearanceMotionConfig.weights``): 1 for the appearance error, both classifiers and
 speed; 0 for the motion reconstruction error. They were chosen on the synthetic development set
-(``scripts/teacher_dev.py``: micro AUC 0.903 without the motion error, 0.855 with all five, 0.705 speed
-alone), never on a benchmark's test set. The raw motion error mostly measures how cluttered a crop is (a
-group of walkers is hard to reconstruct, a lone cyclist easy); the motion auto-encoder still counts through
-the motion classifier, which judges its input together with its reconstruction. Raise the appearance
-weights for footage where appearance matters more than speed.
+(``scripts/teacher_dev.py``, with the linear combination: micro AUC 0.903 without the motion error, 0.853
+with all five, 0.705 speed alone), never on a benchmark's test set; so was the combination (0.941 for
+``tail-max``, 0.920 ``tail-sum``, 0.903 ``linear``). The raw motion error mostly measures how cluttered a
+crop is (a group of walkers is hard to reconstruct, a lone cyclist easy); the motion auto-encoder still
+counts through the motion classifier, which judges its input together with its reconstruction. Raise the
+appearance weights for footage where appearance matters more than speed.
 
 >>> teacher = AppearanceMotionTeacher(AppearanceMotionConfig(epochs=8))
 >>> teacher.fit(train_batches)                 # normal ObjectBatches
@@ -53,10 +59,15 @@ from torch import nn
 
 from aedcli.errors import WeightsError
 from aedcli.teachers.base import TUBE_RADIUS, ObjectBatch
+from aedcli.teachers.calibration import TailModel
 
 FORMAT = "aed-teacher-appearance-motion"
 FORMAT_VERSION = 2
 COMPONENTS = ("appearance_error", "motion_error", "appearance_class", "motion_class", "motion_speed")
+# How the weighted components make one score: "linear" adds them after a linear calibration (0 at the
+# normal training median, 1 at the 99th percentile); "tail-sum" adds, and "tail-max" takes the largest of,
+# their rarity among normal training objects, -ln(share scoring as high or higher).
+COMBINES = ("linear", "tail-sum", "tail-max")
 
 
 @dataclass
@@ -74,6 +85,7 @@ class AppearanceMotionConfig:
     adversarial_margin: float = 4.0
     margin: float = 0.1
     speed_area: float = 0.5
+    combine: str = "tail-max"
     weights: dict[str, float] = field(
         default_factory=lambda: {
             "appearance_error": 1.0,
@@ -83,6 +95,10 @@ class AppearanceMotionConfig:
             "motion_speed": 1.0,
         }
     )
+
+    def __post_init__(self) -> None:
+        if self.combine not in COMBINES:
+            raise ValueError(f"combine must be one of {', '.join(COMBINES)}, not '{self.combine}'")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -303,6 +319,8 @@ class AppearanceMotionTeacher:
         self.motion = Stream(2, self.config)
         # standardisation of each component on normal training objects: {name: (mean, std)}
         self.stats: dict[str, tuple[float, float]] = {}
+        # each component's normal distribution, for the tail combinations: {name: TailModel}
+        self.tails: dict[str, TailModel] = {}
         self.speed_area = 1.0  # source pixels; set by fit from the training objects
         self.fitted = False
 
@@ -393,15 +411,34 @@ class AppearanceMotionTeacher:
             history.append(sums)
         self.appearance.eval()
         self.motion.eval()
-        # Calibration of every component on all normal training objects: 0 at their median, 1 at their
-        # 99th percentile, so components with different tails weigh alike where decisions are made.
-        comps = self._components(tubes, speeds)
+        self._calibrate(self._components(tubes, speeds))
+        self.fitted = True
+        return {"objects": n, "epochs": epochs, "steps": total, "last_epoch": history[-1] if history else {}}
+
+    def _calibrate(self, comps: dict[str, np.ndarray]) -> None:
+        """Every component's statistics on normal training objects: the linear calibration (0 at their
+        median, 1 at their 99th percentile, so components with different tails weigh alike where decisions
+        are made) and the tail model of their distribution."""
         self.stats = {}
         for k, v in comps.items():
             p50, p99 = np.percentile(v, [50, 99])
             self.stats[k] = (float(p50), float(max(p99 - p50, 1e-6)))
-        self.fitted = True
-        return {"objects": n, "epochs": epochs, "steps": total, "last_epoch": history[-1] if history else {}}
+        self.tails = {k: TailModel.from_training(v) for k, v in comps.items()}
+
+    def calibrate(self, batches: list[ObjectBatch]) -> None:
+        """Measure the components again on normal objects ``batches`` (the training objects), keeping the
+        networks: how a teacher trained before the tail combinations existed gets their statistics."""
+        if not self.fitted:
+            raise RuntimeError("teacher A must be fitted or loaded before it is calibrated")
+        cfg = self.config
+        batches = [b for b in batches if len(b)]
+        if not batches:
+            raise ValueError("teacher A needs at least one normal object to be calibrated")
+        tubes = torch.cat([shrink_tubes(b.tubes, cfg.input_size) for b in batches])
+        speeds = np.concatenate(
+            [object_speeds(b.tubes, b.boxes, self.speed_area, cfg.margin) for b in batches]
+        )
+        self._calibrate(self._components(tubes, speeds))
 
     # ---- scoring
 
@@ -418,23 +455,43 @@ class AppearanceMotionTeacher:
         out["motion_speed"] = [np.asarray(speeds, np.float32)]
         return {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in out.items()}
 
-    def score_components(self, batch: ObjectBatch) -> dict[str, np.ndarray]:
-        """Calibrated components per object: 0 = median, 1 = 99th percentile of normal training objects."""
+    def raw_components(self, batch: ObjectBatch) -> dict[str, np.ndarray]:
+        """Uncalibrated components per object, {name: (N,) float32}."""
         if not self.fitted:
             raise RuntimeError("teacher A must be fitted or loaded before scoring")
         if len(batch) == 0:
             return {k: np.zeros(0, np.float32) for k in COMPONENTS}
         speeds = object_speeds(batch.tubes, batch.boxes, self.speed_area, self.config.margin)
-        raw = self._components(shrink_tubes(batch.tubes, self.config.input_size), speeds)
+        return self._components(shrink_tubes(batch.tubes, self.config.input_size), speeds)
+
+    def calibrated(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Linear calibration: 0 = median, 1 = 99th percentile of normal training objects."""
         return {k: ((raw[k] - self.stats[k][0]) / self.stats[k][1]).astype(np.float32) for k in COMPONENTS}
 
+    def rarities(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """-ln(share of normal training objects scoring as high or higher), per component."""
+        if not self.tails:
+            raise RuntimeError(
+                "this teacher A has no tail statistics; calibrate it on its training objects first"
+            )
+        return {k: self.tails[k].rarity(raw[k]) for k in COMPONENTS}
+
+    def score_components(self, batch: ObjectBatch) -> dict[str, np.ndarray]:
+        """Linearly calibrated components per object (0 = normal median, 1 = normal 99th percentile)."""
+        return self.calibrated(self.raw_components(batch))
+
+    def combine(self, raw: dict[str, np.ndarray]) -> np.ndarray:
+        """One score per object, (N,) float32, from raw components, as ``config.combine`` says."""
+        weights = {k: np.float32(w) for k, w in self.config.weights.items() if w != 0}
+        n = len(next(iter(raw.values()))) if raw else 0
+        parts = self.calibrated(raw) if self.config.combine == "linear" else self.rarities(raw)
+        stack = np.stack([w * parts[k] for k, w in weights.items()]) if weights else np.zeros((1, n))
+        total = stack.max(axis=0) if self.config.combine == "tail-max" else stack.sum(axis=0)
+        return total.astype(np.float32)
+
     def score(self, batch: ObjectBatch) -> np.ndarray:
-        """Raw anomaly score per object, (N,) float32: weighted sum of the standardised components."""
-        comps = self.score_components(batch)
-        total = np.zeros(len(batch), np.float32)
-        for k, w in self.config.weights.items():
-            total += np.float32(w) * comps[k]
-        return total
+        """Raw anomaly score per object, (N,) float32: the weighted components, combined."""
+        return self.combine(self.raw_components(batch))
 
     # ---- persistence
 
@@ -447,6 +504,7 @@ class AppearanceMotionTeacher:
             "version": FORMAT_VERSION,
             "config": self.config.to_dict(),
             "stats": {k: [m, s] for k, (m, s) in self.stats.items()},
+            "tails": {k: t.to_dict() for k, t in self.tails.items()},
             "speed_area": float(self.speed_area),
             "appearance": self.appearance.state_dict(),
             "motion": self.motion.state_dict(),
@@ -470,7 +528,8 @@ class AppearanceMotionTeacher:
             raise WeightsError(
                 f"teacher file {path} has format version {state.get('version')}; delete it to retrain."
             )
-        teacher = cls(AppearanceMotionConfig.from_dict(state["config"]))
+        # files written before the tail combinations existed were linear
+        teacher = cls(AppearanceMotionConfig.from_dict({"combine": "linear", **state["config"]}))
         try:
             teacher.appearance.load_state_dict(state["appearance"])
             teacher.motion.load_state_dict(state["motion"])
@@ -479,6 +538,11 @@ class AppearanceMotionTeacher:
                 f"teacher file {path} does not match this version's networks; delete it."
             ) from exc
         teacher.stats = {k: (float(v[0]), float(v[1])) for k, v in state["stats"].items()}
+        teacher.tails = {k: TailModel.from_dict(v) for k, v in state.get("tails", {}).items()}
+        if teacher.config.combine != "linear" and set(teacher.tails) != set(COMPONENTS):
+            raise WeightsError(
+                f"teacher file {path} combines by tails but lacks their statistics; delete it to retrain."
+            )
         teacher.speed_area = float(state["speed_area"])
         teacher.fitted = True
         teacher.appearance.eval()

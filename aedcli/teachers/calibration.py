@@ -13,6 +13,9 @@ empirical tail of the training scores (stored as quantiles) up to their 99th per
 exponential tail fitted to the training scores that exceed it, so scores beyond anything seen in training
 stay ordered instead of all reaching the same ceiling.
 
+The same tail model, :class:`TailModel`, also puts teacher A's components in one currency (their rarity
+among normal objects, ``AppearanceMotionConfig.combine``).
+
 >>> corr = CountCorrection.from_training(train_raw)
 >>> corrected = corr.apply(raw, frames)          # frames: (N,) frame index of every object
 """
@@ -20,17 +23,18 @@ stay ordered instead of all reaching the same ceiling.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 FRAME_CORRECTIONS = ("count", "none")
 QUANTILES = 1001
 TAIL_PERCENTILE = 99.0
+_Tail = TypeVar("_Tail", bound="TailModel")
 
 
 @dataclass(frozen=True)
-class CountCorrection:
+class TailModel:
     """The normal training objects' score distribution, kept as quantiles and an exponential upper tail."""
 
     quantiles: list[float] = field(default_factory=list)
@@ -40,7 +44,7 @@ class CountCorrection:
     train_objects: int = 0
 
     @classmethod
-    def from_training(cls, raw: np.ndarray) -> CountCorrection:
+    def from_training(cls: type[_Tail], raw: np.ndarray) -> _Tail:
         raw = np.asarray(raw, np.float64).reshape(-1)
         raw = raw[np.isfinite(raw)]
         if raw.size == 0:
@@ -65,6 +69,34 @@ class CountCorrection:
         q = np.where(above, np.minimum(tail, self.tail_share), np.maximum(body, self.tail_share))
         return np.clip(np.nan_to_num(q, nan=1.0), 1e-300, 1.0)
 
+    def rarity(self, raw: np.ndarray) -> np.ndarray:
+        """-ln q(s): 0 for the lowest normal scores, about ln(100) = 4.6 at their 99th percentile, (N,)."""
+        return (-np.log(self.survival(raw))).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quantiles": list(self.quantiles),
+            "tail_start": self.tail_start,
+            "tail_share": self.tail_share,
+            "tail_scale": self.tail_scale,
+            "train_objects": self.train_objects,
+        }
+
+    @classmethod
+    def from_dict(cls: type[_Tail], d: dict[str, Any]) -> _Tail:
+        return cls(
+            [float(v) for v in d["quantiles"]],
+            float(d["tail_start"]),
+            float(d["tail_share"]),
+            float(d["tail_scale"]),
+            int(d.get("train_objects", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class CountCorrection(TailModel):
+    """A :class:`TailModel` of raw object scores that also knows how many objects share each frame."""
+
     def apply(self, raw: np.ndarray, frames: np.ndarray) -> np.ndarray:
         """Corrected scores (N,) float32 of objects with raw scores ``raw`` in frames ``frames`` (N,) int."""
         raw = np.asarray(raw, np.float64).reshape(-1)
@@ -78,24 +110,5 @@ class CountCorrection:
         p_any = -np.expm1(k * np.log1p(-np.minimum(q, 1.0 - 1e-12)))
         return (-np.log(np.maximum(p_any, 1e-300))).astype(np.float32)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "quantiles": list(self.quantiles),
-            "tail_start": self.tail_start,
-            "tail_share": self.tail_share,
-            "tail_scale": self.tail_scale,
-            "train_objects": self.train_objects,
-        }
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CountCorrection:
-        return cls(
-            [float(v) for v in d["quantiles"]],
-            float(d["tail_start"]),
-            float(d["tail_share"]),
-            float(d["tail_scale"]),
-            int(d.get("train_objects", 0)),
-        )
-
-
-__all__ = ["FRAME_CORRECTIONS", "CountCorrection"]
+__all__ = ["FRAME_CORRECTIONS", "CountCorrection", "TailModel"]

@@ -43,7 +43,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,8 +115,13 @@ class TeachConfig:
     frame_correction: str = "none"
     seed: int = 0
     b_seeds: int = 1
+    a_combine: str | None = None  # None: teacher A's own default, or what a reused file holds
 
     def __post_init__(self) -> None:
+        from aedcli.teachers.appearance_motion import COMBINES
+
+        if self.a_combine is not None and self.a_combine not in COMBINES:
+            raise UsageError(f"--a-combine '{self.a_combine}' is unknown; use one of {', '.join(COMBINES)}.")
         if self.b_seeds < 1:
             raise UsageError(f"--b-seeds must be 1 or more, not {self.b_seeds}.")
         if self.frame_correction not in FRAME_CORRECTIONS:
@@ -435,9 +440,12 @@ def _load_or_fit(
         try:
             teacher = cls.load(path)
             tr.fit_stats = {"reused": str(path)}
-            return teacher
         except (WeightsError, OSError, ValueError, KeyError, RuntimeError) as exc:
             log.warning("teacher file %s cannot be used (%s); training it again.", path, exc)
+        else:
+            if name == "a" and cfg.a_combine not in (None, teacher.config.combine):
+                _recombine(teacher, cfg.a_combine, objects(), path, tr)
+            return teacher
     batches = objects()
     if sum(len(b) for b in batches) == 0:
         raise AedError(
@@ -448,6 +456,10 @@ def _load_or_fit(
         from aedcli.teachers.multitask import MultiTaskConfig
 
         teacher = cls(MultiTaskConfig(seeds=cfg.b_seeds))
+    elif name == "a" and cfg.a_combine is not None:
+        from aedcli.teachers.appearance_motion import AppearanceMotionConfig
+
+        teacher = cls(AppearanceMotionConfig(combine=cfg.a_combine))
     else:
         teacher = cls()
     kwargs: dict[str, Any] = {"epochs": epochs, "seed": cfg.seed}
@@ -461,6 +473,15 @@ def _load_or_fit(
     path.parent.mkdir(parents=True, exist_ok=True)
     teacher.save(path)
     return teacher
+
+
+def _recombine(teacher: Any, combine: str, batches: list[ObjectBatch], path: Path, tr: TeacherReport) -> None:
+    """Teacher A's networks kept, its components combined another way: measured again on the training
+    objects (the statistics a tail combination needs) and saved, so its scores are computed again."""
+    teacher.config = replace(teacher.config, combine=combine)
+    teacher.calibrate(batches)
+    teacher.save(path)
+    tr.fit_stats = {"reused": str(path), "combine": combine}
 
 
 def _run_scoring(
