@@ -338,13 +338,30 @@ def ensure_teacher_targets(
     if not missing_targets(targets_dir, teachers, needed):
         return
     try:
-        from aedcli.teachers.pipeline import ensure_targets
+        from aedcli.teachers.pipeline import ensure_targets, stored_scaling
     except ImportError:
         raise AedError(
             f"teacher targets are missing under {targets_dir} and the teacher pipeline is not available; "
             "write the targets there first."
         ) from None
-    ensure_targets(dataset, targets_dir, list(teachers), workers=workers, progress=progress, extra=extra)
+    # A folder painted by 'aed teach' with its own options keeps them for the targets added now; teachers
+    # painted alike run together (they share the proposals and training objects).
+    groups: dict[str, tuple[str, Any, list[str]]] = {}
+    for name in teachers:
+        normalisation, config = stored_scaling(targets_dir, name)
+        key = repr((normalisation, config))
+        groups.setdefault(key, (normalisation, config, []))[2].append(name)
+    for normalisation, config, names in groups.values():
+        ensure_targets(
+            dataset,
+            targets_dir,
+            names,
+            workers=workers,
+            progress=progress,
+            extra=extra,
+            normalisation=normalisation,
+            config=config,
+        )
     still = missing_targets(targets_dir, teachers, needed)
     if still:
         raise AedError(f"teacher target {still[0]} was not written; re-run 'aed distill --stage teachers'.")

@@ -159,3 +159,36 @@ def test_teacher_stage_default_scaling_puts_a_typical_normal_object_at_0_and_the
         assert np.median(scaled) == pytest.approx(0.0, abs=1e-6)
         assert scaled.max() == pytest.approx(1.0)
         assert scaler.apply(np.array([raw.max() * 10]))[0] == pytest.approx(1.0)
+
+
+def test_rarity_scaling_keeps_the_anchors_and_gives_every_teacher_the_same_normal_distribution() -> None:
+    # Two teachers with very different raw units and skews: the linear scaling leaves their normal objects
+    # at different heights between the anchors, rarity scaling puts them at the same ones.
+    raws = [
+        np.random.default_rng(0).normal(5.0, 2.0, 20000),
+        np.random.default_rng(1).exponential(0.01, 20000),
+    ]
+    linear, rarity = [], []
+    for raw in raws:
+        train = ScoreScaler.from_training(raw, lo_percentile=50.0, hi_percentile=100.0)
+        rare = ScoreScaler.from_training(raw, kind="train-rarity", lo_percentile=50.0, hi_percentile=100.0)
+        assert (rare.lo, rare.hi) == (train.lo, train.hi)
+        anchors = rare.apply(np.array([rare.lo, rare.hi, 10 * rare.hi]))
+        np.testing.assert_allclose(anchors, [0, 1, 1], atol=1e-4)
+        grid = np.linspace(raw.min(), raw.max(), 200)
+        assert np.all(np.diff(rare.apply(grid)) >= 0)  # order kept
+        linear.append(np.percentile(train.apply(raw), [90, 99]))
+        rarity.append(np.percentile(rare.apply(raw), [90, 99]))
+    # measured at the 90th and 99th percentiles: linear 0.32 / 0.59 and 0.17 / 0.42, rarity 0.18 / 0.43 and
+    # 0.17 / 0.41 (what is left is where each sample's maximum falls in its fitted tail)
+    assert np.all(np.abs(linear[0] - linear[1]) > 0.1)
+    np.testing.assert_allclose(rarity[0], rarity[1], atol=0.03)
+
+
+def test_rarity_scaler_round_trips_and_a_linear_one_keeps_its_old_layout() -> None:
+    raw = np.random.default_rng(2).gamma(2.0, 1.0, 5000)
+    rare = ScoreScaler.from_training(raw, kind="train-rarity", lo_percentile=50.0, hi_percentile=100.0)
+    back = ScoreScaler.from_dict(json.loads(json.dumps(rare.to_dict())))
+    np.testing.assert_array_equal(back.apply(raw), rare.apply(raw))
+    assert "tail" not in rare.summary() and len(rare.to_dict()["tail"]["quantiles"]) > 100
+    assert "tail" not in ScoreScaler.from_training(raw).to_dict()

@@ -26,6 +26,7 @@ from aedcli.teachers.pipeline import (
     TargetPaths,
     TeachConfig,
     ensure_targets,
+    stored_scaling,
     teacher_regions,
     teacher_scores,
 )
@@ -78,7 +79,7 @@ def test_every_clip_gets_a_target_file_with_the_contract_arrays(taught, syntheti
         assert t.lowres.shape == (n, 15, 20) and t.lowres.dtype == np.float16
         assert t.boxes.shape[1] == 6 and len(t.boxes) == len(t.raw) > 0
         assert t.s1.min() >= 0.0 and t.s1.max() <= 1.0
-        assert t.meta["teacher"] == "a" and t.meta["normalisation"] == "train"
+        assert t.meta["teacher"] == "a" and t.meta["normalisation"] == "train-rarity"
         assert t.meta["source"] == {"dataset": "synthetic", "split": clip.split, "clip": clip.name}
         # the 1x1 target is the max of the painted map in every frame
         np.testing.assert_allclose(t.s1, t.lowres.astype(np.float32).reshape(n, -1).max(1), atol=1e-3)
@@ -308,11 +309,9 @@ class _Payload:
 def test_the_frame_correction_is_stored_and_switching_it_repaints_without_rescoring(
     taught, synthetic, tmp_path
 ) -> None:
-    from aedcli.commands.evaluate import _stored_scaling
-
     src, _ = taught
     assert "frame_correction" not in json.loads((src / "a" / "scaler.json").read_text())  # off by default
-    assert _stored_scaling(src, "a")[1].frame_correction == "none"
+    assert stored_scaling(src, "a")[1].frame_correction == "none"
 
     shutil.copytree(src, tmp_path / "t")
     counting = TeachConfig(max_train_objects=400, frame_correction="count")
@@ -321,7 +320,7 @@ def test_the_frame_correction_is_stored_and_switching_it_repaints_without_rescor
     assert tr.clips_cached == n and tr.clips_scored == 0 and tr.targets_written == n
     stored = json.loads((tmp_path / "t" / "a" / "scaler.json").read_text())
     assert stored["frame_correction"] == "count" and len(stored["count_correction"]["quantiles"]) > 100
-    assert _stored_scaling(tmp_path / "t", "a")[1].frame_correction == "count"
+    assert stored_scaling(tmp_path / "t", "a")[1].frame_correction == "count"
     for clip in synthetic.test:
         raw = load_targets(TargetPaths(src).targets("a", "test", clip.name))
         counted = load_targets(TargetPaths(tmp_path / "t").targets("a", "test", clip.name))
@@ -387,3 +386,49 @@ def test_a_combine_recalibrates_a_reused_teacher_a_and_scores_it_again(taught, s
     assert again.teachers["a"].clips_scored == 0 and "combine" not in again.teachers["a"].fit_stats
     with pytest.raises(UsageError, match="--a-combine 'median' is unknown"):
         TeachConfig(a_combine="median")
+
+
+def test_rarity_scaling_is_the_default_and_switching_to_linear_repaints_without_rescoring(
+    taught, synthetic, tmp_path
+) -> None:
+    src, _ = taught
+    stored = json.loads((src / "a" / "scaler.json").read_text())
+    assert stored["kind"] == "train-rarity" and len(stored["tail"]["quantiles"]) > 100
+    kind, cfg = stored_scaling(src, "a")
+    assert kind == "train-rarity" and (cfg.lo_percentile, cfg.hi_percentile) == (50.0, 100.0)
+
+    shutil.copytree(src, tmp_path / "t")
+    report = ensure_targets(
+        synthetic, tmp_path / "t", ["a"], progress=False, normalisation="train", config=CONFIG
+    )
+    tr, n = report.teachers["a"], len(_all(synthetic))
+    assert tr.clips_cached == n and tr.clips_scored == 0 and tr.targets_written == n
+    assert "tail" not in json.loads((tmp_path / "t" / "a" / "scaler.json").read_text())
+    assert stored_scaling(tmp_path / "t", "a")[0] == "train"
+    for clip in synthetic.test:
+        rare = load_targets(TargetPaths(src).targets("a", "test", clip.name))
+        linear = load_targets(TargetPaths(tmp_path / "t").targets("a", "test", clip.name))
+        np.testing.assert_array_equal(rare.raw, linear.raw)  # the same scores, painted differently
+        assert linear.meta["normalisation"] == "train" and "tail" not in rare.meta["stats"]
+        # the same objects in the same order: both scalings are monotone
+        order = np.argsort(linear.raw, kind="stable")
+        assert np.all(np.diff(rare.boxes[order, 5]) >= -1e-6)
+        assert np.all(np.diff(linear.boxes[order, 5]) >= -1e-6)
+    assert not np.allclose(rare.boxes[:, 5], linear.boxes[:, 5])
+
+
+def test_distill_adds_targets_painted_the_way_the_folder_was(taught, synthetic, tmp_path) -> None:
+    from aedcli.data.clips import sped_up_clips
+    from aedcli.distill import ensure_teacher_targets
+
+    src, _ = taught
+    shutil.copytree(src, tmp_path / "t")
+    ensure_targets(synthetic, tmp_path / "t", ["a"], progress=False, normalisation="train", config=CONFIG)
+    paths = TargetPaths(tmp_path / "t")
+    first = synthetic.train[0]
+    before = paths.targets("a", "train", first.name).stat().st_mtime_ns
+    fast = sped_up_clips(synthetic.train[:1], (2,))
+    ensure_teacher_targets(synthetic, tmp_path / "t", ["a"], progress=False, extra=fast)
+    added = load_targets(paths.targets("a", fast[0].split, fast[0].name))
+    assert added.meta["normalisation"] == "train"  # not the default
+    assert paths.targets("a", "train", first.name).stat().st_mtime_ns == before  # nothing repainted

@@ -14,7 +14,6 @@ student weights file (``--weights``), the teachers' cached targets (``--model te
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -250,7 +249,7 @@ def _install_teachers(source: Path, targets: Path | None, models: list[str]) -> 
 def _teacher_sources(data: Any, targets: Path, models: list[str], status: Console) -> list[Any]:
     """Rows of the teachers: targets on disk, completed first from teacher files where clips lack them."""
     from aedcli.evaluate import teacher_source
-    from aedcli.teachers.pipeline import ensure_targets, teachers_on_disk
+    from aedcli.teachers.pipeline import ensure_targets, stored_scaling, teachers_on_disk
 
     names = [m.removeprefix("teacher-") for m in models if m != "teachers"]
     if "teachers" in models:
@@ -264,32 +263,9 @@ def _teacher_sources(data: Any, targets: Path, models: list[str], status: Consol
         checking = f"checking the targets of teachers {', '.join(names)} in {targets} ..."
         status.print(checking, highlight=False, markup=False)
         for name in names:  # each with the scaling its targets were painted with, so none is repainted
-            normalisation, config = _stored_scaling(targets, name)
+            normalisation, config = stored_scaling(targets, name)
             ensure_targets(data, targets, [name], progress=True, normalisation=normalisation, config=config)
     return [teacher_source(data, targets, m.removeprefix("teacher-")) for m in models if m != "student"]
-
-
-def _stored_scaling(targets: Path, teacher: str) -> tuple[str, Any]:
-    """The normalisation, scale percentiles and frame correction of a teacher's targets on disk.
-
-    The defaults when there are none; a ``scaler.json`` without a ``frame_correction`` entry was written
-    before the count correction existed, so its targets are uncorrected and stay so.
-    """
-    from aedcli.teachers.maps import ScoreScaler
-    from aedcli.teachers.pipeline import TargetPaths, TeachConfig
-
-    path = TargetPaths(targets).scaler(teacher)
-    try:
-        stored = json.loads(path.read_text())
-        scaler = ScoreScaler.from_dict(stored)
-        correction = TeachConfig(frame_correction=stored.get("frame_correction", "none")).frame_correction
-    except (OSError, ValueError, TypeError, AttributeError, UsageError):
-        return "train", TeachConfig()
-    if scaler.kind != "train":
-        return scaler.kind, TeachConfig(frame_correction=correction)
-    return "train", TeachConfig(
-        lo_percentile=scaler.lo_percentile, hi_percentile=scaler.hi_percentile, frame_correction=correction
-    )
 
 
 def _check_options(

@@ -45,10 +45,12 @@ def teach(
         show_default=False,
     ),
     normalisation: str = typer.Option(
-        "train",
+        "train-rarity",
         "--normalisation",
-        metavar="train|per-video-minmax",
-        help="Scale object scores with statistics of all training objects ('train'), or per video "
+        metavar="train|train-rarity|per-video-minmax",
+        help="Scale object scores with statistics of all training objects ('train-rarity': 0 and 1 at the "
+        "--scale-percentiles, rarity among normal training objects in between, so every teacher's normal "
+        "objects spread alike; 'train': linear in between, the default before), or per video "
         "('per-video-minmax': uses each video's own range, only to compare with published code).",
     ),
     frame_correction: str = typer.Option(

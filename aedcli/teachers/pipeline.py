@@ -63,6 +63,7 @@ from aedcli.teachers import COMBINED, TEACHER_CLASSES, parse_teachers, teacher_c
 from aedcli.teachers.base import ObjectBatch
 from aedcli.teachers.calibration import FRAME_CORRECTIONS, CountCorrection
 from aedcli.teachers.maps import (
+    DEFAULT_NORMALISATION,
     NORMALISATIONS,
     ScoreScaler,
     Targets,
@@ -564,13 +565,34 @@ def _targets_current(path: Path, meta: dict[str, Any], frame_count: int) -> bool
     return len(t) == frame_count and all(t.meta.get(k) == v for k, v in meta.items())
 
 
+def stored_scaling(targets: Path, teacher: str) -> tuple[str, TeachConfig]:
+    """The normalisation, scale percentiles and frame correction of a teacher's targets on disk.
+
+    The defaults when there are none; a ``scaler.json`` without a ``frame_correction`` entry was written
+    before the count correction existed, so its targets are uncorrected and stay so. Whatever adds to a
+    targets folder later (``aed eval``, ``aed distill --speedups``) paints the way the folder was painted.
+    """
+    path = TargetPaths(targets).scaler(teacher)
+    try:
+        stored = json.loads(path.read_text())
+        scaler = ScoreScaler.from_dict(stored)
+        correction = TeachConfig(frame_correction=stored.get("frame_correction", "none")).frame_correction
+    except (OSError, ValueError, TypeError, AttributeError, UsageError):
+        return DEFAULT_NORMALISATION, TeachConfig()
+    if scaler.kind == "per-video-minmax":
+        return scaler.kind, TeachConfig(frame_correction=correction)
+    return scaler.kind, TeachConfig(
+        lo_percentile=scaler.lo_percentile, hi_percentile=scaler.hi_percentile, frame_correction=correction
+    )
+
+
 def ensure_targets(
     dataset: Dataset,
     targets_dir: str | Path,
     teachers: list[str] | str,
     *,
     workers: int = 1,
-    normalisation: str = "train",
+    normalisation: str = DEFAULT_NORMALISATION,
     progress: bool = True,
     epochs: int | None = None,
     config: TeachConfig | None = None,
