@@ -37,6 +37,12 @@ TEACHER_ROWS = {
     "teachers-a-tail-max": "teachers a (tail-max) + b + flow",
     "teacher-a-new": "teacher a trained with today's defaults (tail-max)",
     "teachers-a-new": "teachers a (today's defaults) + b + flow",
+    "teacher-a-rarity": "teacher a, rarity-scaled maps (--normalisation train-rarity)",
+    "teacher-b-rarity": "teacher b, rarity-scaled maps",
+    "teacher-flow-rarity": "teacher flow, rarity-scaled maps",
+    "teachers-rarity": "teachers a + b + flow, rarity-scaled maps",
+    "teacher-a-new-rarity": "teacher a trained with today's defaults, rarity-scaled",
+    "teachers-a-new-rarity": "teachers a (today's defaults) + b + flow, rarity-scaled",
 }
 
 

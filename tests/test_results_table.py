@@ -51,4 +51,8 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert "| teachers a (tail-sum) + b + flow | 93.4 | 97.3 | 97.4 | 73.2 | 95.6 |" in out
     assert "| teacher a trained with today's defaults (tail-max) | 88.9 | 93.2 | 93.4 | 64.5 | 84.0 |" in out
     assert "| 88.9 | 93.2 / 93.4 | 64.5 | 84.0 |" in readme
+    assert "| teachers a + b + flow, rarity-scaled maps | 94.1 | 97.7 | 97.7 | 76.0 | 96.9 |" in out
+    assert "| 94.1 | 97.7 / 97.7 | 76.0 | 96.9 |" in readme
+    assert "| teachers a (today's defaults) + b + flow, rarity-scaled | 94.2 | 97.9 | 97.9 |" in out
+    assert "| 94.2 | 97.9 / 97.9 | 76.4 | 96.1 |" in readme
     assert "| 92.6 | 99.7 / 99.7 | 74.0 | 94.0 |" in readme
