@@ -110,15 +110,15 @@ if has teach; then
     "${FROM[@]}" --quiet
 fi
 
-# A targets folder $1 holding the teachers, raw scores and boxes of $RUNS/targets, to repaint another way
-# (nothing is trained or scored again).
+# A targets folder $1 holding the teachers, raw scores and boxes of $2 (default $RUNS/targets), to repaint
+# another way (nothing is trained or scored again).
 scored_copy() {
-  local dest=$1
+  local dest=$1 src=${2:-$RUNS/targets}
   for t in a b flow; do
     mkdir -p "$dest/$t"
-    cp -r "$RUNS/targets/$t/teacher.pt" "$RUNS/targets/$t/raw" "$dest/$t/"
+    cp -r "$src/$t/teacher.pt" "$src/$t/raw" "$dest/$t/"
   done
-  cp -r "$RUNS/targets/boxes" "$dest/"
+  cp -r "$src/boxes" "$dest/"
 }
 
 if has teach; then
@@ -173,6 +173,26 @@ if has eval-teachers; then
     --json "$RUNS/reports/sigma21-student-ped2.json"
 fi
 
+# Teacher $1 trained into $RUNS/targets-$2 with the remaining arguments on the shipped teachers' boxes; its
+# row goes to report $3, and the mean with the other shipped teachers (folder $RUNS/targets-$2-all) to $4.
+retrained() {
+  local t=$1 name=$2 alone=$3 mean=$4
+  shift 4
+  local own="$RUNS/targets-$name" all="$RUNS/targets-$name-all"
+  mkdir -p "$own" "$all"
+  [[ -e "$own/boxes" ]] || cp -r "$RUNS/targets/boxes" "$own/"
+  $AED teach "${LINEAR[@]}" --dataset ped2 --root "$PED2" --out "$own" --teachers "$t" --workers "$WORKERS" \
+    --quiet "$@"
+  $AED eval --dataset ped2 --root "$PED2" --targets "$own" --model "teacher-$t" --sigma "$SIGMA" \
+    --json "$RUNS/reports/$alone.json"
+  for other in a b flow boxes; do
+    [[ $other == "$t" || -e "$all/$other" ]] || cp -r "$RUNS/targets/$other" "$all/"
+  done
+  [[ -e "$all/$t" ]] || cp -r "$own/$t" "$all/"
+  $AED eval --dataset ped2 --root "$PED2" --targets "$all" --model teachers --sigma "$SIGMA" \
+    --json "$RUNS/reports/$mean.json"
+}
+
 if has teacher-seeds; then
   # Teachers a and b retrained with other seeds on the same boxes: how much of their score is the seed's.
   for run in a:1 a:2 b:1 b:2; do
@@ -184,47 +204,18 @@ if has teacher-seeds; then
     $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-$t-s$seed" --model "teacher-$t" \
       --sigma "$SIGMA" --json "$RUNS/reports/seed$seed-teacher-$t.json"
   done
-  # Teacher a trained afresh with today's defaults (its components combined by their largest rarity), alone
-  # and with the shipped b and flow.
-  mkdir -p "$RUNS/targets-a-new"
-  [[ -e "$RUNS/targets-a-new/boxes" ]] || cp -r "$RUNS/targets/boxes" "$RUNS/targets-a-new/"
-  $AED teach "${LINEAR[@]}" --dataset ped2 --root "$PED2" --out "$RUNS/targets-a-new" --teachers a --workers "$WORKERS" --quiet
-  $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-a-new" --model teacher-a \
-    --sigma "$SIGMA" --json "$RUNS/reports/teacher-a-new.json"
-  mkdir -p "$RUNS/targets-a-new-all"
-  for t in b flow boxes; do
-    [[ -e "$RUNS/targets-a-new-all/$t" ]] || cp -r "$RUNS/targets/$t" "$RUNS/targets-a-new-all/"
-  done
-  [[ -e "$RUNS/targets-a-new-all/a" ]] || cp -r "$RUNS/targets-a-new/a" "$RUNS/targets-a-new-all/"
-  $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-a-new-all" --model teachers \
-    --sigma "$SIGMA" --json "$RUNS/reports/teachers-a-new.json"
+  # Teacher a trained afresh with today's defaults (its components combined by their largest rarity), and
+  # teacher b as the mean of three networks (seeds 0, 1, 2); each alone and with the other shipped teachers.
+  retrained a a-new teacher-a-new teachers-a-new
+  retrained b b-seeds3 b-seeds3-teacher-b b-seeds3-teachers --b-seeds 3
   # Today's defaults: that teacher a, the shipped b and flow, painted with rarity scaling.
-  mkdir -p "$RUNS/targets-a-new-rarity"
-  for t in a b flow; do
-    mkdir -p "$RUNS/targets-a-new-rarity/$t"
-    cp -r "$RUNS/targets-a-new-all/$t/teacher.pt" "$RUNS/targets-a-new-all/$t/raw" "$RUNS/targets-a-new-rarity/$t/"
-  done
-  [[ -e "$RUNS/targets-a-new-rarity/boxes" ]] || cp -r "$RUNS/targets/boxes" "$RUNS/targets-a-new-rarity/"
+  scored_copy "$RUNS/targets-a-new-rarity" "$RUNS/targets-a-new-all"
   $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-a-new-rarity" --teachers a,b,flow \
     --normalisation train-rarity --quiet
   $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-a-new-rarity" --model teacher-a \
     --sigma "$SIGMA" --json "$RUNS/reports/teacher-a-new-rarity.json"
   $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-a-new-rarity" --model teachers \
     --sigma "$SIGMA" --json "$RUNS/reports/teachers-a-new-rarity.json"
-  # Teacher b as the mean of three networks (seeds 0, 1, 2), alone and with the shipped a and flow.
-  mkdir -p "$RUNS/targets-b-seeds3"
-  [[ -e "$RUNS/targets-b-seeds3/boxes" ]] || cp -r "$RUNS/targets/boxes" "$RUNS/targets-b-seeds3/"
-  $AED teach "${LINEAR[@]}" --dataset ped2 --root "$PED2" --out "$RUNS/targets-b-seeds3" --teachers b --b-seeds 3 \
-    --workers "$WORKERS" --quiet
-  $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-b-seeds3" --model teacher-b \
-    --sigma "$SIGMA" --json "$RUNS/reports/b-seeds3-teacher-b.json"
-  mkdir -p "$RUNS/targets-b-seeds3-all"
-  for t in a flow boxes; do
-    [[ -e "$RUNS/targets-b-seeds3-all/$t" ]] || cp -r "$RUNS/targets/$t" "$RUNS/targets-b-seeds3-all/"
-  done
-  [[ -e "$RUNS/targets-b-seeds3-all/b" ]] || cp -r "$RUNS/targets-b-seeds3/b" "$RUNS/targets-b-seeds3-all/"
-  $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-b-seeds3-all" --model teachers \
-    --sigma "$SIGMA" --json "$RUNS/reports/b-seeds3-teachers.json"
 fi
 
 # A run folder that shares the pre-training and the frame cache of $1 and the teachers' targets.
@@ -395,6 +386,21 @@ if has pseudo; then
     --json "$RUNS/reports/student-$run.json"
 fi
 
+# Run $1 of the fourth round's recipe (seed 4, 15 epochs KD only, region mixing, the last epoch) from the
+# shared CPU pre-training, on the targets folder $2; then its test report.
+seed4_run() {
+  local run=$1 targets=$2
+  mkdir -p "$RUNS/$run/checkpoints"
+  [[ -e "$RUNS/$run/targets" ]] || ln -s "$(cd "$targets" && pwd)" "$RUNS/$run/targets"
+  [[ -e "$RUNS/$run/cache" ]] || ln -s "$(cd "$RUNS/pretrain-cpu-240" && pwd)/cache" "$RUNS/$run/cache"
+  [[ -e "$RUNS/$run/checkpoints/pretrain.pt" ]] ||
+    cp "$RUNS/pretrain-cpu-240/checkpoints/pretrain.pt" "$RUNS/$run/checkpoints/"
+  $AED distill "${CPU[@]}" --out "$RUNS/$run" --teachers a,b,flow --region-mix 0.5 --epochs 15 --no-adversarial \
+    --lr 3e-4 --speedups 2,3 --seed 4 --select last --stage distill --resume
+  $AED eval --dataset ped2 --root "$PED2" --weights "$RUNS/$run/weights.pt" --sigma "$SIGMA" \
+    --json "$RUNS/reports/student-$run.json"
+}
+
 # Eighth round, an ablation (not a candidate for weights/ped2.pt): the fourth round's recipe (seed 4, 15
 # epochs, the same pre-training) distilled from teachers a and flow and teacher b as the mean of three seeds.
 if has pseudo; then
@@ -407,16 +413,7 @@ if has pseudo; then
   mkdir -p "$mix"
   for t in a flow boxes; do [[ -e "$mix/$t" ]] || cp -r "$RUNS/targets/$t" "$mix/"; done
   [[ -e "$mix/b" ]] || cp -r "$b3/b" "$mix/"
-  run=cpu-abf3-mix-240-s4
-  mkdir -p "$RUNS/$run/checkpoints"
-  [[ -e "$RUNS/$run/targets" ]] || ln -s "$(cd "$mix" && pwd)" "$RUNS/$run/targets"
-  [[ -e "$RUNS/$run/cache" ]] || ln -s "$(cd "$RUNS/pretrain-cpu-240" && pwd)/cache" "$RUNS/$run/cache"
-  [[ -e "$RUNS/$run/checkpoints/pretrain.pt" ]] ||
-    cp "$RUNS/pretrain-cpu-240/checkpoints/pretrain.pt" "$RUNS/$run/checkpoints/"
-  $AED distill "${CPU[@]}" --out "$RUNS/$run" --teachers a,b,flow --region-mix 0.5 --epochs 15 --no-adversarial \
-    --lr 3e-4 --speedups 2,3 --seed 4 --select last --stage distill --resume
-  $AED eval --dataset ped2 --root "$PED2" --weights "$RUNS/$run/weights.pt" --sigma "$SIGMA" \
-    --json "$RUNS/reports/student-$run.json"
+  seed4_run cpu-abf3-mix-240-s4 "$mix"
 fi
 
 # Eleventh round: a student of today's default teachers (teacher a trained afresh, the shipped b and flow,
@@ -424,23 +421,10 @@ fi
 # docs/results.md) replaces weights/ped2.pt only if its last epoch's val_auc_box reaches 0.977.
 if has pseudo; then
   defaults="$RUNS/targets-defaults"
-  for t in a b flow; do
-    mkdir -p "$defaults/$t"
-    cp -r "$RUNS/targets-a-new-all/$t/teacher.pt" "$RUNS/targets-a-new-all/$t/raw" "$defaults/$t/"
-  done
-  [[ -e "$defaults/boxes" ]] || cp -r "$RUNS/targets/boxes" "$defaults/"
+  scored_copy "$defaults" "$RUNS/targets-a-new-all"
   $AED teach --dataset ped2 --root "$PED2" --out "$defaults" --teachers a,b,flow --speedups 2,3 \
     --normalisation train-rarity --workers "$WORKERS" --quiet
-  run=cpu-abf-defaults-mix-240-s4
-  mkdir -p "$RUNS/$run/checkpoints"
-  [[ -e "$RUNS/$run/targets" ]] || ln -s "$(cd "$defaults" && pwd)" "$RUNS/$run/targets"
-  [[ -e "$RUNS/$run/cache" ]] || ln -s "$(cd "$RUNS/pretrain-cpu-240" && pwd)/cache" "$RUNS/$run/cache"
-  [[ -e "$RUNS/$run/checkpoints/pretrain.pt" ]] ||
-    cp "$RUNS/pretrain-cpu-240/checkpoints/pretrain.pt" "$RUNS/$run/checkpoints/"
-  $AED distill "${CPU[@]}" --out "$RUNS/$run" --teachers a,b,flow --region-mix 0.5 --epochs 15 --no-adversarial \
-    --lr 3e-4 --speedups 2,3 --seed 4 --select last --stage distill --resume
-  $AED eval --dataset ped2 --root "$PED2" --weights "$RUNS/$run/weights.pt" --sigma "$SIGMA" \
-    --json "$RUNS/reports/student-$run.json"
+  seed4_run cpu-abf-defaults-mix-240-s4 "$defaults"
 fi
 
 if has report; then
