@@ -317,7 +317,7 @@ class AppearanceMotionTeacher:
         self.config = config or AppearanceMotionConfig()
         self.appearance = Stream(1, self.config)
         self.motion = Stream(2, self.config)
-        # standardisation of each component on normal training objects: {name: (mean, std)}
+        # linear calibration of each component on normal training objects: {name: (median, p99 - median)}
         self.stats: dict[str, tuple[float, float]] = {}
         # each component's normal distribution, for the tail combinations: {name: TailModel}
         self.tails: dict[str, TailModel] = {}

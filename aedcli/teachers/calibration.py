@@ -13,8 +13,9 @@ empirical tail of the training scores (stored as quantiles) up to their 99th per
 exponential tail fitted to the training scores that exceed it, so scores beyond anything seen in training
 stay ordered instead of all reaching the same ceiling.
 
-The same tail model, :class:`TailModel`, also puts teacher A's components in one currency (their rarity
-among normal objects, ``AppearanceMotionConfig.combine``).
+The same tail model, :class:`TailModel`, measures rarity among normal objects elsewhere too: it puts teacher
+A's components in one currency (``AppearanceMotionConfig.combine``) and scales every teacher's maps by
+default (``train-rarity`` in :mod:`aedcli.teachers.maps`).
 
 >>> corr = CountCorrection.from_training(train_raw)
 >>> corrected = corr.apply(raw, frames)          # frames: (N,) frame index of every object
