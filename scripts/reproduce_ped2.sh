@@ -216,6 +216,15 @@ if has teacher-seeds; then
     --sigma "$SIGMA" --json "$RUNS/reports/teacher-a-new-rarity.json"
   $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-a-new-rarity" --model teachers \
     --sigma "$SIGMA" --json "$RUNS/reports/teachers-a-new-rarity.json"
+  # The same with teacher b as the mean of three seeds (the option --b-seeds 3).
+  scored_copy "$RUNS/targets-defaults-b3" "$RUNS/targets-a-new-all"
+  cp -r "$RUNS/targets-b-seeds3/b/teacher.pt" "$RUNS/targets-b-seeds3/b/raw" "$RUNS/targets-defaults-b3/b/"
+  $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-defaults-b3" --teachers a,b,flow \
+    --normalisation train-rarity --quiet
+  for model in teacher-b teachers; do
+    $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-defaults-b3" --model "$model" \
+      --sigma "$SIGMA" --json "$RUNS/reports/$model-defaults-b3.json"
+  done
 fi
 
 # A run folder that shares the pre-training and the frame cache of $1 and the teachers' targets.

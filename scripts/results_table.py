@@ -43,6 +43,8 @@ TEACHER_ROWS = {
     "teachers-rarity": "teachers a + b + flow, rarity-scaled maps",
     "teacher-a-new-rarity": "teacher a trained with today's defaults, rarity-scaled",
     "teachers-a-new-rarity": "teachers a (today's defaults) + b + flow, rarity-scaled",
+    "teacher-b-defaults-b3": "teacher b, mean of seeds 0-2 (--b-seeds 3), rarity-scaled",
+    "teachers-defaults-b3": "teachers a (today's defaults) + b (--b-seeds 3) + flow, rarity-scaled",
 }
 
 

@@ -57,4 +57,5 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert "| 94.2 | 97.9 / 97.9 | 76.4 | 96.1 |" in readme
     assert "| student `cpu-abf-defaults-mix-240-s4` | 92.4 | 99.8 | 99.8 | 72.6 | 92.7 |" in out
     assert "| 92.4 | 99.8 / 99.8 | 72.6 | 92.7 |" in readme
+    assert "| 95.2 | 98.2 / 98.3 | 78.0 | 96.7 |" in readme
     assert "| 92.6 | 99.7 / 99.7 | 74.0 | 94.0 |" in readme
