@@ -175,10 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     tagged = [clip_objects(c, boxes[c.name], video=i) for i, c in enumerate(dataset.train)]
     velocity = VelocityTeacher()
     velocity.fit(tagged)
-    for label, teacher in (("teacher a", teacher_a), ("velocity teacher", velocity)):
-        train_raw = np.concatenate([teacher.score(b) for b in tagged])
-        correction = CountCorrection.from_training(train_raw)
-        raw = {clip: teacher.score(b) for clip, b in test_objects.items()}
+    # Each default teacher's scores of the training objects (the velocity teacher's against the other
+    # videos) and of the test objects, for the frame calibration here and the teachers' mean below.
+    train_scores = {
+        "a": np.concatenate([teacher_a.score(b) for b in tagged]),
+        "flow": np.concatenate([velocity.score(b) for b in tagged]),
+    }
+    test_scores = {
+        "a": {clip: teacher_a.combine(raw) for clip, raw in raw_components.items()},
+        "flow": {clip: velocity.score(b) for clip, b in test_objects.items()},
+    }
+    for name, label in (("a", "teacher a"), ("flow", "velocity teacher")):
+        correction = CountCorrection.from_training(train_scores[name])
+        raw = test_scores[name]
         group = table[f"{label} frame calibration"] = {}
         for name in CALIBRATION_OPTIONS:
             scores = (
@@ -189,12 +198,14 @@ def main(argv: list[str] | None = None) -> int:
             group[name] = frame_auc(dataset, test_objects, scores)
 
     # Teacher b: three seeds alone and the mean of their scores (what the ``seeds`` option trains).
-    singles, teachers_b = [], []
+    singles = []
     for seed in B_SEEDS:
         teacher_b = MultiTaskTeacher(MultiTaskConfig(seeds=1))
         teacher_b.fit(train_objects, seed=seed)
-        teachers_b.append(teacher_b)
         singles.append({clip: teacher_b.score(b) for clip, b in test_objects.items()})
+        if seed == B_SEEDS[0]:  # the default: one network, the first seed
+            train_scores["b"] = np.concatenate([teacher_b.score(b) for b in train_objects])
+            test_scores["b"] = singles[0]
     seeds_table = {
         f"seed {seed}": frame_auc(dataset, test_objects, scores)
         for seed, scores in zip(B_SEEDS, singles, strict=True)
@@ -206,13 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     table["teacher b seeds"] = seeds_table
 
     # The teachers' mean, every teacher at its default options (teacher b: seed 0), each teacher's scores
-    # scaled with its own training objects' scores (the velocity teacher's scored against the other videos).
-    members = {"a": teacher_a, "b": teachers_b[0], "flow": velocity}
-    train_scores = {
-        name: np.concatenate([t.score(b) for b in (tagged if name == "flow" else train_objects)])
-        for name, t in members.items()
-    }
-    test_scores = {name: {c: t.score(b) for c, b in test_objects.items()} for name, t in members.items()}
+    # scaled with its own training objects' scores.
+    members = ("a", "b", "flow")
     group = table["teachers' mean, scaling"] = {}
     for kind in SCALING_OPTIONS:
         scalers = {

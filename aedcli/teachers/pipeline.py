@@ -453,16 +453,10 @@ def _load_or_fit(
             f"no moving objects were found in the training clips, so teacher '{name}' cannot be trained; "
             "check the training videos or lower the proposal thresholds."
         )
-    if name == "b" and cfg.b_seeds != 1:
-        from aedcli.teachers.multitask import MultiTaskConfig
-
-        teacher = cls(MultiTaskConfig(seeds=cfg.b_seeds))
-    elif name == "a" and cfg.a_combine is not None:
-        from aedcli.teachers.appearance_motion import AppearanceMotionConfig
-
-        teacher = cls(AppearanceMotionConfig(combine=cfg.a_combine))
-    else:
-        teacher = cls()
+    teacher = cls()
+    options = _teacher_options(name, cfg)
+    if options:
+        teacher = cls(replace(teacher.config, **options))
     kwargs: dict[str, Any] = {"epochs": epochs, "seed": cfg.seed}
     if "progress" in inspect.signature(teacher.fit).parameters:
         task = bar.add_task(f"fit {name}", total=None)
@@ -474,6 +468,15 @@ def _load_or_fit(
     path.parent.mkdir(parents=True, exist_ok=True)
     teacher.save(path)
     return teacher
+
+
+def _teacher_options(name: str, cfg: TeachConfig) -> dict[str, Any]:
+    """The fields of teacher ``name``'s own config that the teach stage's options set (none by default)."""
+    if name == "a" and cfg.a_combine is not None:
+        return {"combine": cfg.a_combine}
+    if name == "b" and cfg.b_seeds != 1:
+        return {"seeds": cfg.b_seeds}
+    return {}
 
 
 def _recombine(teacher: Any, combine: str, batches: list[ObjectBatch], path: Path, tr: TeacherReport) -> None:
