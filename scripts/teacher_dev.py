@@ -10,7 +10,9 @@ benchmark's test labels are ever looked at to set a default.
 It also tests how teacher A combines its weighted components (``AppearanceMotionConfig.combine``): the
 linear sum, or the rarities of the components among normal training objects, summed or their largest. The
 linear sum was listed first, so it was kept unless a tail combination beat it by more than the tie margin;
-the largest rarity did (0.941 against 0.903), and it is teacher A's default since.
+the largest rarity did (0.941 against 0.903), and it is teacher A's default since. Teacher b's three task
+errors are tested the same way (``MultiTaskConfig.combine``): standardised and summed, or their rarities
+among held-out normal objects, summed or their largest.
 
 It also tests the frame calibration of both teachers' defaults: the maximum of the raw object scores, or
 the count correction (:mod:`aedcli.teachers.calibration`, ``aed teach --frame-correction``). There the
@@ -94,6 +96,14 @@ COMBINE_OPTIONS = {
 # default first, kept unless rarity scaling beats it by more than TIE (the tenth round's rule, committed
 # before the script first ran with these options).
 SCALING_OPTIONS = ("train", "train-rarity")
+# How teacher b's three task errors make one score (``MultiTaskConfig.combine``): the default first, kept
+# unless a tail combination beats it by more than TIE (the twelfth round's rule, committed before the script
+# first ran with these options).
+B_COMBINE_OPTIONS = {
+    "standardised errors, summed": "z-sum",
+    "tail probabilities, summed": "tail-sum",
+    "tail probabilities, largest": "tail-max",
+}
 # Frame calibration: the option under test comes first, so that it is kept unless it costs more than TIE
 # (the rule was committed before the script first ran with these options).
 CALIBRATION_OPTIONS = ("count-corrected", "max of raw scores")
@@ -206,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         if seed == B_SEEDS[0]:  # the default: one network, the first seed
             train_scores["b"] = np.concatenate([teacher_b.score(b) for b in train_objects])
             test_scores["b"] = singles[0]
+            default_b_combine = teacher_b.config.combine
+            group = table["teacher b combination"] = {}
+            for name, combine in B_COMBINE_OPTIONS.items():
+                teacher_b.config = dataclasses.replace(teacher_b.config, combine=combine)
+                scores = {clip: teacher_b.score(b) for clip, b in test_objects.items()}
+                group[name] = frame_auc(dataset, test_objects, scores)
+            teacher_b.config = dataclasses.replace(teacher_b.config, combine=default_b_combine)
     seeds_table = {
         f"seed {seed}": frame_auc(dataset, test_objects, scores)
         for seed, scores in zip(B_SEEDS, singles, strict=True)

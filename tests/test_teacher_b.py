@@ -231,3 +231,71 @@ def test_several_seeds_round_trip_and_old_single_network_files_still_load(
     np.testing.assert_array_equal(
         MultiTaskTeacher.load(tmp_path / "old.pt").score(data["shape"]), fitted.score(data["shape"])
     )
+
+
+@pytest.mark.parametrize("combine", ["tail-sum", "tail-max"])
+def test_tail_combinations_rank_every_kind_of_anomaly_above_normal_objects(
+    fitted: MultiTaskTeacher, data: dict[str, ObjectBatch], combine: str
+) -> None:
+    teacher = _with_combine(fitted, combine)
+    normal = teacher.score(data["normal"])
+    assert normal.min() >= 0.0  # rarities: -ln q, q at most 1
+    for kind in ("fast", "reversed", "shape"):
+        assert _roc_auc(normal, teacher.score(data[kind])) > 0.95, kind
+    rarities = teacher.task_rarities(data["fast"])
+    expected = rarities.max(axis=1) if combine == "tail-max" else rarities.sum(axis=1)
+    np.testing.assert_allclose(teacher.score(data["fast"]), expected, rtol=1e-5)
+
+
+def test_calibrate_measures_again_exactly_the_statistics_of_the_fit(data: dict[str, ObjectBatch]) -> None:
+    config = MultiTaskConfig(size=16, channels=[4, 8, 8], epochs=1, batch_size=32, seeds=2)
+    teacher = MultiTaskTeacher(config)
+    teacher.fit([data["train"]], seed=7)
+    fitted = [(m.error_mean.clone(), m.error_std.clone(), m.tails) for m in teacher.members]
+    for m in teacher.members:  # as a file from before the tails holds them
+        m.error_mean, m.error_std, m.tails = torch.zeros(3), torch.ones(3), []
+    with pytest.raises(RuntimeError, match="no tail statistics"):
+        _with_combine(teacher, "tail-max").score(data["fast"])
+    teacher.calibrate([data["train"]])  # the held-out split of seeds 7 and 8, drawn again
+    for member, (mean, std, tails) in zip(teacher.members, fitted, strict=True):
+        torch.testing.assert_close(member.error_mean, mean)
+        torch.testing.assert_close(member.error_std, std)
+        assert member.tails == tails
+
+
+def _with_combine(teacher: MultiTaskTeacher, combine: str) -> MultiTaskTeacher:
+    other = MultiTaskTeacher.__new__(MultiTaskTeacher)
+    other.__dict__.update(teacher.__dict__)
+    other.config = dataclasses.replace(teacher.config, combine=combine)
+    return other
+
+
+def test_tails_and_seed_round_trip_and_older_files_load_as_the_standardised_sum(
+    tmp_path: Path, fitted: MultiTaskTeacher, data: dict[str, ObjectBatch]
+) -> None:
+    tail_max = _with_combine(fitted, "tail-max")
+    tail_max.save(tmp_path / "b.pt")
+    loaded = MultiTaskTeacher.load(tmp_path / "b.pt")
+    assert loaded.config.combine == "tail-max" and loaded.seed == 0
+    assert loaded.members[0].tails == fitted.members[0].tails
+    np.testing.assert_array_equal(loaded.score(data["shape"]), tail_max.score(data["shape"]))
+
+    # a version 2 file: no combine in its config, no tails, no seed
+    payload = torch.load(tmp_path / "b.pt", weights_only=True)
+    config = json.loads(payload["config"])
+    del config["combine"]
+    old = {k: v for k, v in payload.items() if k not in ("tails", "seed")}
+    torch.save({**old, "version": 2, "config": json.dumps(config)}, tmp_path / "v2.pt")
+    v2 = MultiTaskTeacher.load(tmp_path / "v2.pt")
+    assert v2.config.combine == "z-sum" and v2.members[0].tails == []
+    np.testing.assert_array_equal(v2.score(data["shape"]), fitted.score(data["shape"]))
+    # a file that asks for tails it does not hold is refused with the fix
+    config["combine"] = "tail-sum"
+    torch.save({**old, "version": 2, "config": json.dumps(config)}, tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match="lacks their statistics"):
+        MultiTaskTeacher.load(tmp_path / "bad.pt")
+
+
+def test_unknown_combination_is_refused() -> None:
+    with pytest.raises(ValueError, match="combine must be one of"):
+        MultiTaskTeacher(MultiTaskConfig(combine="median"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -359,6 +360,36 @@ def test_b_seeds_trains_teacher_b_as_that_many_networks(taught, synthetic, tmp_p
     assert teacher.config.seeds == 2 and len(teacher.members) == 2
     with pytest.raises(UsageError, match="--b-seeds must be 1 or more"):
         TeachConfig(b_seeds=0)
+
+
+def test_b_combine_measures_a_reused_teacher_b_on_its_held_out_objects(taught, synthetic, tmp_path) -> None:
+    from aedcli.teachers.multitask import MultiTaskTeacher
+
+    src, _ = taught
+    shutil.copytree(src / "boxes", tmp_path / "t" / "boxes")
+    cfg = TeachConfig(max_train_objects=300, seed=3)
+    first = ensure_targets(synthetic, tmp_path / "t", ["b"], progress=False, epochs=1, config=cfg)
+    assert first.teachers["b"].fitted
+    path = TargetPaths(tmp_path / "t").teacher_file("b")
+    fitted = MultiTaskTeacher.load(path)
+    assert fitted.config.combine == "z-sum" and fitted.seed == 3
+    clip = synthetic.test[0]
+    before = load_targets(TargetPaths(tmp_path / "t").targets("b", "test", clip.name)).raw
+
+    tail = replace(cfg, b_combine="tail-max")
+    report = ensure_targets(synthetic, tmp_path / "t", ["b"], progress=False, epochs=1, config=tail)
+    tr = report.teachers["b"]
+    assert not tr.fitted and tr.fit_stats["combine"] == "tail-max"
+    assert tr.clips_scored == len(_all(synthetic))  # a changed file is scored again
+    again = MultiTaskTeacher.load(path)
+    assert again.config.combine == "tail-max"
+    # the same objects and the same held-out split as the fit: its statistics, measured again, match
+    torch.testing.assert_close(again.members[0].error_mean, fitted.members[0].error_mean)
+    assert again.members[0].tails == fitted.members[0].tails
+    after = load_targets(TargetPaths(tmp_path / "t").targets("b", "test", clip.name)).raw
+    assert len(after) == len(before) and after.min() >= 0.0 and not np.allclose(after, before)
+    with pytest.raises(UsageError, match="--b-combine 'median' is unknown"):
+        TeachConfig(b_combine="median")
 
 
 def test_a_combine_recalibrates_a_reused_teacher_a_and_scores_it_again(taught, synthetic, tmp_path) -> None:

@@ -85,6 +85,16 @@ def teach(
         "a file keeps its networks and is measured again on the training objects.",
         show_default=False,
     ),
+    b_combine: str | None = typer.Option(
+        None,
+        "--b-combine",
+        metavar="z-sum|tail-sum|tail-max",
+        help="How teacher b makes one score of its three task errors: 'z-sum' (its default) adds them "
+        "standardised on held-out normal objects; 'tail-sum' adds, 'tail-max' takes the largest of, their "
+        "rarity among those objects. A reused teacher b file keeps its networks and is measured again on "
+        "its held-out training objects.",
+        show_default=False,
+    ),
     max_objects: int = typer.Option(
         8000,
         "--max-objects",
@@ -157,6 +167,7 @@ def teach(
         seed=seed,
         b_seeds=b_seeds,
         a_combine=a_combine,
+        b_combine=b_combine,
     )
     ds = load_dataset(dataset, root)
     if teachers_from is not None:

@@ -13,7 +13,11 @@ An object that moves unlike the normal ones (too fast, the wrong way, jerkily) o
 the classifiers and is hard to predict. Per object, each task's error (1 - p(correct class) for the two
 classifiers, mean absolute error for the prediction; by default their logarithms) is standardised with the
 mean and standard deviation of that error on held-out normal training objects, and the standardised errors
-are summed, as SSMTL does.
+are summed, as SSMTL does (``combine="z-sum"``). ``"tail-sum"`` and ``"tail-max"`` measure each task's error
+by its rarity among those held-out objects instead, ``-ln q`` with q the share of them erring as much or more
+(:class:`aedcli.teachers.calibration.TailModel`), and add the rarities or take the largest: a task whose
+classifier saturates on normal objects then does not divide an irregular object's evidence down by a spread
+that is numerical noise (``aed teach --b-combine``).
 
 Clips come from the 7-frame tube (indices 0..6, frame t at 3). With ``window = 3`` a regular clip is three
 consecutive frames (t-1, t, t+1 when scoring, any three in a row when training) and an irregular clip is
@@ -45,12 +49,14 @@ from torch import nn
 from aedcli.errors import WeightsError
 from aedcli.files import atomic_path
 from aedcli.teachers.base import TUBE_RADIUS, ObjectBatch
+from aedcli.teachers.calibration import TailModel
 from aedcli.teachers.velocity import crop_mask, read_teacher_file
 
 FORMAT = "aed-teacher-multitask"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 TASKS = ("arrow", "irregularity", "middle")
+COMBINES = ("z-sum", "tail-sum", "tail-max")
 TUBE_LENGTH = 2 * TUBE_RADIUS + 1
 
 
@@ -81,6 +87,9 @@ class MultiTaskConfig:
     seeds:          networks trained, with seeds s, s + 1, ...; an object's score is the mean of theirs. One
                     network's training is unstable (its classifiers can saturate on normal objects), and a
                     mean over several is steadier at that many times the cost.
+    combine:        how the weighted task errors make one score: "z-sum" adds them standardised (SSMTL's
+                    way, and what files written before this option hold); "tail-sum" adds, "tail-max" takes
+                    the largest of, their rarities among the held-out normal objects.
     """
 
     size: int = 64
@@ -99,6 +108,7 @@ class MultiTaskConfig:
     middle_offsets: list[int] = field(default_factory=lambda: [-1, 1])
     log_errors: bool = True
     seeds: int = 1
+    combine: str = "z-sum"
 
 
 def clip_indices(window: int) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
@@ -210,11 +220,13 @@ def _to_float(tubes: torch.Tensor, valid: torch.Tensor, normalise: bool) -> torc
 
 @dataclass
 class _Member:
-    """One trained network and its per-task error statistics on held-out normal objects."""
+    """One trained network and its per-task error statistics on held-out normal objects: mean and standard
+    deviation, and the tail model of every task's errors (in the order of TASKS)."""
 
     net: MultiTaskNet
     error_mean: torch.Tensor = field(default_factory=lambda: torch.zeros(len(TASKS)))
     error_std: torch.Tensor = field(default_factory=lambda: torch.ones(len(TASKS)))
+    tails: list[TailModel] = field(default_factory=list)
 
 
 class _StepCounter:
@@ -240,7 +252,10 @@ class MultiTaskTeacher:
             raise ValueError(f"window must be odd, at least 3 and below the tube length {TUBE_LENGTH}")
         if self.config.seeds < 1:
             raise ValueError(f"seeds must be 1 or more, got {self.config.seeds}")
+        if self.config.combine not in COMBINES:
+            raise ValueError(f"combine must be one of {', '.join(COMBINES)}, not '{self.config.combine}'")
         self.members = [_Member(MultiTaskNet(self.config)) for _ in range(self.config.seeds)]
+        self.seed = 0  # the first member's seed: it fixes which training objects were held out
         self.fitted = False
 
     @property
@@ -286,12 +301,51 @@ class MultiTaskTeacher:
             members.append(member)
             reports.append(report)
         self.members = members
+        self.seed = seed
         self.fitted = True
         return {**reports[0], "seeds": cfg.seeds, "members": reports}
+
+    def calibrate(self, batches: list[ObjectBatch]) -> None:
+        """Measure every member's error statistics again on its held-out objects, keeping the networks.
+
+        ``batches`` must be the training objects the teacher was fitted on, in the same order: the held-out
+        split is drawn again from the members' seeds. This is how a teacher written before the tail
+        combinations existed gets their statistics.
+        """
+        if not self.fitted:
+            raise RuntimeError("the multi-task teacher must be fitted or loaded before it is calibrated")
+        cfg = self.config
+        prepared = [_prepare(b, cfg.size, cfg.crop_margin) for b in batches if len(b)]
+        if not prepared:
+            raise ValueError("the multi-task teacher needs at least one normal object to be calibrated")
+        data = torch.cat([p[0] for p in prepared])
+        valid = torch.cat([p[1] for p in prepared])
+        for i, member in enumerate(self.members):
+            held, train = self._split(len(data), self.seed + i)
+            member.net.eval()
+            stats = self._statistics(member.net, data, valid, held if len(held) else train)
+            member.error_mean, member.error_std, member.tails = stats
 
     def _held_out(self, used: int) -> int:
         """How many of ``used`` training objects are kept out to measure the error statistics."""
         return round(self.config.holdout * used) if used >= 20 else 0
+
+    def _split(self, total: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Held-out and training rows of ``total`` prepared objects for a member of seed ``seed``."""
+        order = np.random.default_rng(seed).permutation(total)[: self.config.max_train]
+        n_hold = self._held_out(len(order))
+        return np.sort(order[:n_hold]), np.sort(order[n_hold:])
+
+    def _statistics(
+        self, net: MultiTaskNet, data: torch.Tensor, valid: torch.Tensor, rows: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, list[TailModel]]:
+        """Mean, standard deviation and tail model of every task's error on the normal objects ``rows``."""
+        errors = self._task_errors(net, data[rows], valid[rows])  # (M, 3)
+        mean = errors.mean(dim=0)
+        # The floor stops a task that is solved almost perfectly on held-out data from dominating the sum.
+        std = errors.std(dim=0).clamp_min(1e-3) if len(errors) > 1 else torch.ones(len(TASKS))
+        tails = [TailModel.from_training(errors[:, k].numpy()) for k in range(len(TASKS))]
+        return mean, std, tails
 
     def _fit_member(
         self, data: torch.Tensor, valid: torch.Tensor, epochs: int, seed: int, progress: _StepCounter
@@ -299,10 +353,9 @@ class MultiTaskTeacher:
         """Train one network on prepared tubes; its error statistics come from its held-out objects."""
         cfg = self.config
         total = len(data)
+        held, train = self._split(total, seed)
         rng = np.random.default_rng(seed)
-        order = rng.permutation(total)[: cfg.max_train]
-        n_hold = self._held_out(len(order))
-        held, train = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+        rng.permutation(total)  # the draw that made the split: training continues from the same state
 
         torch.manual_seed(seed)
         net = MultiTaskNet(cfg)
@@ -330,11 +383,7 @@ class MultiTaskTeacher:
             history.append({task: sums[task] / max(steps, 1) for task in TASKS})
 
         net.eval()
-        stats = held if len(held) else train
-        errors = self._task_errors(net, data[stats], valid[stats])  # (M, 3)
-        mean = errors.mean(dim=0)
-        # The floor stops a task that is solved almost perfectly on held-out data from dominating the sum.
-        std = errors.std(dim=0).clamp_min(1e-3) if len(errors) > 1 else torch.ones(len(TASKS))
+        mean, std, tails = self._statistics(net, data, valid, held if len(held) else train)
         report = {
             "objects": total,
             "trained_on": len(train),
@@ -345,7 +394,7 @@ class MultiTaskTeacher:
             "error_mean": dict(zip(TASKS, mean.tolist(), strict=True)),
             "error_std": dict(zip(TASKS, std.tolist(), strict=True)),
         }
-        return _Member(net, mean, std), report
+        return _Member(net, mean, std, tails), report
 
     def _training_losses(
         self,
@@ -419,26 +468,55 @@ class MultiTaskTeacher:
             out.append(errors if self.config.log_errors else errors.exp())
         return torch.cat(out) if out else torch.zeros(0, len(TASKS))
 
+    def _member_errors(self, batch: ObjectBatch) -> list[torch.Tensor]:
+        """Every member's raw task errors of the objects in ``batch``, each (N, 3)."""
+        if not self.fitted:
+            raise RuntimeError("the multi-task teacher must be fitted or loaded before scoring")
+        data, valid = _prepare(batch, self.config.size, self.config.crop_margin)
+        for m in self.members:
+            m.net.eval()
+        return [self._task_errors(m.net, data, valid) for m in self.members]
+
     def task_scores(self, batch: ObjectBatch) -> np.ndarray:
         """Standardised error of every task per object, (N, 3) float32 in the order of TASKS.
 
         Each member's errors are standardised with its own statistics, then averaged over the members.
         """
-        if not self.fitted:
-            raise RuntimeError("the multi-task teacher must be fitted or loaded before scoring")
         if len(batch) == 0:
             return np.zeros((0, len(TASKS)), np.float32)
-        data, valid = _prepare(batch, self.config.size, self.config.crop_margin)
-        total = torch.zeros(len(data), len(TASKS))
-        for m in self.members:
-            m.net.eval()
-            total += (self._task_errors(m.net, data, valid) - m.error_mean) / m.error_std
-        return (total / len(self.members)).numpy().astype(np.float32)
+        errors = self._member_errors(batch)
+        z = [(e - m.error_mean) / m.error_std for e, m in zip(errors, self.members, strict=True)]
+        return (sum(z) / len(self.members)).numpy().astype(np.float32)
+
+    def task_rarities(self, batch: ObjectBatch) -> np.ndarray:
+        """Rarity of every task's error among held-out normal objects, -ln q, (N, 3) float32, averaged over
+        the members."""
+        if len(batch) == 0:
+            return np.zeros((0, len(TASKS)), np.float32)
+        return np.mean(self._rarities(self._member_errors(batch)), axis=0).astype(np.float32)
+
+    def _rarities(self, errors: list[torch.Tensor]) -> list[np.ndarray]:
+        out = []
+        for e, m in zip(errors, self.members, strict=True):
+            if len(m.tails) != len(TASKS):
+                raise RuntimeError(
+                    "this teacher b has no tail statistics; calibrate it on its training objects first"
+                )
+            out.append(np.stack([m.tails[k].rarity(e[:, k].numpy()) for k in range(len(TASKS))], axis=1))
+        return out
 
     def score(self, batch: ObjectBatch) -> np.ndarray:
-        """Weighted sum of the standardised task errors, (N,) float32."""
+        """One score per object, (N,) float32: the weighted task errors combined as ``config.combine`` says
+        (for several members, the mean of the members' scores)."""
         weights = np.asarray(self.config.task_weights, np.float32)
-        return (self.task_scores(batch) * weights).sum(axis=1).astype(np.float32)
+        if self.config.combine == "z-sum" or len(batch) == 0:
+            return (self.task_scores(batch) * weights).sum(axis=1).astype(np.float32)
+        used = weights != 0
+        scores = []
+        for r in self._rarities(self._member_errors(batch)):
+            weighted = r[:, used] * weights[used]
+            scores.append(weighted.max(axis=1) if self.config.combine == "tail-max" else weighted.sum(axis=1))
+        return np.mean(scores, axis=0).astype(np.float32)
 
     def save(self, path: Path) -> None:
         """Write config, network weights and error statistics as tensors (loadable with weights_only)."""
@@ -451,6 +529,8 @@ class MultiTaskTeacher:
             "state_dicts": [m.net.state_dict() for m in self.members],
             "error_means": torch.stack([m.error_mean for m in self.members]),
             "error_stds": torch.stack([m.error_std for m in self.members]),
+            "tails": json.dumps([[t.to_dict() for t in m.tails] for m in self.members]),
+            "seed": self.seed,
         }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
@@ -461,6 +541,7 @@ class MultiTaskTeacher:
         payload = read_teacher_file(Path(path), FORMAT, READABLE_VERSIONS)
         config = json.loads(payload["config"])
         config.setdefault("seeds", 1)  # a file from before members existed holds one network
+        config.setdefault("combine", "z-sum")  # and one from before the tail combinations adds z-scores
         teacher = cls(MultiTaskConfig(**config))
         if payload["version"] == 1:  # one network, written before members existed
             states = [payload["state_dict"]]
@@ -469,9 +550,18 @@ class MultiTaskTeacher:
             states, means, stds = payload["state_dicts"], payload["error_means"], payload["error_stds"]
         if not len(states) == len(means) == len(stds) == teacher.config.seeds:
             raise WeightsError(f"teacher file {path} is inconsistent ({len(states)} networks); refit it.")
-        for member, state, mean, std in zip(teacher.members, states, means, stds, strict=True):
+        tails = json.loads(payload.get("tails", "[]")) or [[] for _ in states]
+        if len(tails) != len(states):
+            raise WeightsError(f"teacher file {path} is inconsistent ({len(tails)} tail sets); refit it.")
+        if teacher.config.combine != "z-sum" and any(len(t) != len(TASKS) for t in tails):
+            raise WeightsError(
+                f"teacher file {path} combines by tails but lacks their statistics; delete it to retrain."
+            )
+        for member, state, mean, std, tail in zip(teacher.members, states, means, stds, tails, strict=True):
             member.net.load_state_dict(state)
             member.net.eval()
             member.error_mean, member.error_std = mean.float(), std.float()
+            member.tails = [TailModel.from_dict(t) for t in tail]
+        teacher.seed = int(payload.get("seed", 0))
         teacher.fitted = True
         return teacher

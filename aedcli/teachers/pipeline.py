@@ -117,12 +117,15 @@ class TeachConfig:
     seed: int = 0
     b_seeds: int = 1
     a_combine: str | None = None  # None: teacher A's own default, or what a reused file holds
+    b_combine: str | None = None  # the same for teacher B
 
     def __post_init__(self) -> None:
-        from aedcli.teachers.appearance_motion import COMBINES
+        from aedcli.teachers.appearance_motion import COMBINES as A_COMBINES
+        from aedcli.teachers.multitask import COMBINES as B_COMBINES
 
-        if self.a_combine is not None and self.a_combine not in COMBINES:
-            raise UsageError(f"--a-combine '{self.a_combine}' is unknown; use one of {', '.join(COMBINES)}.")
+        for option, value, known in (("a", self.a_combine, A_COMBINES), ("b", self.b_combine, B_COMBINES)):
+            if value is not None and value not in known:
+                raise UsageError(f"--{option}-combine '{value}' is unknown; use one of {', '.join(known)}.")
         if self.b_seeds < 1:
             raise UsageError(f"--b-seeds must be 1 or more, not {self.b_seeds}.")
         if self.frame_correction not in FRAME_CORRECTIONS:
@@ -444,8 +447,9 @@ def _load_or_fit(
         except (WeightsError, OSError, ValueError, KeyError, RuntimeError) as exc:
             log.warning("teacher file %s cannot be used (%s); training it again.", path, exc)
         else:
-            if name == "a" and cfg.a_combine not in (None, teacher.config.combine):
-                _recombine(teacher, cfg.a_combine, objects(), path, tr)
+            combine = _teacher_options(name, cfg).get("combine")
+            if combine not in (None, teacher.config.combine):
+                _recombine(teacher, combine, objects(), path, tr)
             return teacher
     batches = objects()
     if sum(len(b) for b in batches) == 0:
@@ -472,15 +476,18 @@ def _load_or_fit(
 
 def _teacher_options(name: str, cfg: TeachConfig) -> dict[str, Any]:
     """The fields of teacher ``name``'s own config that the teach stage's options set (none by default)."""
+    options: dict[str, Any] = {}
     if name == "a" and cfg.a_combine is not None:
-        return {"combine": cfg.a_combine}
+        options["combine"] = cfg.a_combine
+    if name == "b" and cfg.b_combine is not None:
+        options["combine"] = cfg.b_combine
     if name == "b" and cfg.b_seeds != 1:
-        return {"seeds": cfg.b_seeds}
-    return {}
+        options["seeds"] = cfg.b_seeds
+    return options
 
 
 def _recombine(teacher: Any, combine: str, batches: list[ObjectBatch], path: Path, tr: TeacherReport) -> None:
-    """Teacher A's networks kept, its components combined another way: measured again on the training
+    """A teacher's networks kept, its components combined another way: measured again on the training
     objects (the statistics a tail combination needs) and saved, so its scores are computed again."""
     teacher.config = replace(teacher.config, combine=combine)
     teacher.calibrate(batches)
