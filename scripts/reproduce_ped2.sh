@@ -18,7 +18,8 @@
 #                  the paper's sigma of 21 frames
 #   teacher-seeds  teacher a retrained with seeds 1 and 2, teacher b with seeds 1 and 2 (their spread),
 #                  teacher a trained with today's defaults, and teacher b as the mean of three seeds
-#                  (--b-seeds 3); each alone and with the other shipped teachers
+#                  (--b-seeds 3); each alone and with the other shipped teachers; teacher b's task errors
+#                  combined by their tail probabilities (--b-combine, an ablation of the shipped network)
 #   distill        one shared pre-training (35 epochs), then the student runs below (35 epochs each)
 #   eval-students  every student on all 2,010 test frames
 #   bench          student speed on DEVICE and on the CPU, teachers' speed on the CPU
@@ -91,6 +92,9 @@ SIGMA=3
 # Every row up to the ninth round, and the shipped student's targets, were painted with linear scaling; the
 # default has been rarity scaling since the tenth round, whose rows say so.
 LINEAR=(--normalisation train)
+# The shipped teachers combine teacher a's components linearly and teacher b's standardised task errors; the
+# defaults for newly trained teachers have been the largest rarity since the ninth (a) and twelfth (b) rounds.
+SHIPPED=(--a-combine linear --b-combine z-sum)
 mkdir -p "$RUNS/reports"
 
 has() { [[ " $STEPS " == *" $1 "* ]]; }
@@ -106,8 +110,8 @@ declare -A RUN_ARGS=(
 COMMON=(--dataset ped2 --root "$PED2" --batch 48 --device "$DEVICE" --workers "$WORKERS" --sigma "$SIGMA" -q)
 
 if has teach; then
-  $AED teach "${LINEAR[@]}" --dataset ped2 --root "$PED2" --out "$RUNS/targets" --teachers a,b,flow --workers "$WORKERS" \
-    "${FROM[@]}" --quiet
+  $AED teach "${LINEAR[@]}" "${SHIPPED[@]}" --dataset ped2 --root "$PED2" --out "$RUNS/targets" --teachers a,b,flow \
+    --workers "$WORKERS" "${FROM[@]}" --quiet
 fi
 
 # A targets folder $1 holding the teachers, raw scores and boxes of $2 (default $RUNS/targets), to repaint
@@ -199,15 +203,15 @@ if has teacher-seeds; then
     t=${run%%:*} seed=${run##*:}
     mkdir -p "$RUNS/targets-$t-s$seed"
     [[ -e "$RUNS/targets-$t-s$seed/boxes" ]] || cp -r "$RUNS/targets/boxes" "$RUNS/targets-$t-s$seed/"
-    $AED teach "${LINEAR[@]}" --dataset ped2 --root "$PED2" --out "$RUNS/targets-$t-s$seed" --teachers "$t" --seed "$seed" \
-      --workers "$WORKERS" --quiet
+    $AED teach "${LINEAR[@]}" "${SHIPPED[@]}" --dataset ped2 --root "$PED2" --out "$RUNS/targets-$t-s$seed" \
+      --teachers "$t" --seed "$seed" --workers "$WORKERS" --quiet
     $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-$t-s$seed" --model "teacher-$t" \
       --sigma "$SIGMA" --json "$RUNS/reports/seed$seed-teacher-$t.json"
   done
   # Teacher a trained afresh with today's defaults (its components combined by their largest rarity), and
   # teacher b as the mean of three networks (seeds 0, 1, 2); each alone and with the other shipped teachers.
   retrained a a-new teacher-a-new teachers-a-new
-  retrained b b-seeds3 b-seeds3-teacher-b b-seeds3-teachers --b-seeds 3
+  retrained b b-seeds3 b-seeds3-teacher-b b-seeds3-teachers --b-seeds 3 --b-combine z-sum
   # Today's defaults: that teacher a, the shipped b and flow, painted with rarity scaling.
   scored_copy "$RUNS/targets-a-new-rarity" "$RUNS/targets-a-new-all"
   $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-a-new-rarity" --teachers a,b,flow \
@@ -224,6 +228,19 @@ if has teacher-seeds; then
   for model in teacher-b teachers; do
     $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-defaults-b3" --model "$model" \
       --sigma "$SIGMA" --json "$RUNS/reports/$model-defaults-b3.json"
+  done
+  # Teacher b's task errors combined by their tail probabilities (aed teach --b-combine; rule in
+  # docs/results.md, twelfth round): the shipped network (and the three seeds above) measured again on
+  # their held-out training objects and scored again, beside today's teacher a and the flow teacher.
+  for run in b-tail-max:a-new-rarity:tail-max b-tail-sum:a-new-rarity:tail-sum b3-tail-max:defaults-b3:tail-max; do
+    IFS=: read -r name src combine <<<"$run"
+    scored_copy "$RUNS/targets-$name" "$RUNS/targets-$src"
+    $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-$name" --teachers a,b,flow \
+      --b-combine "$combine" --workers "$WORKERS" --quiet
+    for model in teacher-b teachers; do
+      $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-$name" --model "$model" \
+        --sigma "$SIGMA" --json "$RUNS/reports/$model-$name.json"
+    done
   done
 fi
 

@@ -45,6 +45,12 @@ TEACHER_ROWS = {
     "teachers-a-new-rarity": "teachers a (today's defaults) + b + flow, rarity-scaled",
     "teacher-b-defaults-b3": "teacher b, mean of seeds 0-2 (--b-seeds 3), rarity-scaled",
     "teachers-defaults-b3": "teachers a (today's defaults) + b (--b-seeds 3) + flow, rarity-scaled",
+    "teacher-b-b-tail-max": "teacher b, largest rarity (--b-combine tail-max), rarity-scaled",
+    "teacher-b-b-tail-sum": "teacher b, rarities summed (--b-combine tail-sum), rarity-scaled",
+    "teachers-b-tail-max": "teachers a (today's defaults) + b (tail-max) + flow, rarity-scaled",
+    "teachers-b-tail-sum": "teachers a (today's defaults) + b (tail-sum) + flow, rarity-scaled",
+    "teacher-b-b3-tail-max": "teacher b (--b-seeds 3), largest rarity, rarity-scaled",
+    "teachers-b3-tail-max": "teachers a (today's defaults) + b (--b-seeds 3, tail-max) + flow, rarity-scaled",
 }
 
 

@@ -32,3 +32,17 @@ def test_the_option_under_test_wins_ties_in_the_frame_calibration_groups() -> No
     assert dev.choose(results) == "count-corrected"
     results["max of raw scores"] = 0.9 + 2 * dev.TIE
     assert dev.choose(results) == "max of raw scores"
+
+
+def test_the_mean_combination_group_tries_every_pair_with_todays_defaults_first() -> None:
+    from aedcli.teachers.appearance_motion import COMBINES as A_COMBINES
+    from aedcli.teachers.appearance_motion import AppearanceMotionConfig
+    from aedcli.teachers.multitask import COMBINES as B_COMBINES
+    from aedcli.teachers.multitask import MultiTaskConfig
+
+    pairs = dev.MEAN_COMBINE_PAIRS
+    assert pairs[0] == (AppearanceMotionConfig().combine, MultiTaskConfig().combine)
+    assert sorted(pairs) == sorted((a, b) for a in A_COMBINES for b in B_COMBINES)
+    results = {f"a {a}, b {b}": 0.9 for a, b in pairs}
+    results["a linear, b z-sum"] = 0.9 + dev.TIE / 2  # within the margin: today's defaults stay
+    assert dev.choose(results) == "a tail-max, b tail-max"

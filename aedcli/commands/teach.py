@@ -89,10 +89,10 @@ def teach(
         None,
         "--b-combine",
         metavar="z-sum|tail-sum|tail-max",
-        help="How teacher b makes one score of its three task errors: 'z-sum' (its default) adds them "
-        "standardised on held-out normal objects; 'tail-sum' adds, 'tail-max' takes the largest of, their "
-        "rarity among those objects. A reused teacher b file keeps its networks and is measured again on "
-        "its held-out training objects.",
+        help="How teacher b makes one score of its three task errors: 'tail-max' (its default) takes the "
+        "largest, 'tail-sum' the sum, of their rarity among held-out normal training objects; 'z-sum' adds "
+        "them standardised on those objects (files from before 'tail-max'). A reused teacher b file keeps "
+        "its networks and is measured again on its held-out training objects.",
         show_default=False,
     ),
     max_objects: int = typer.Option(

@@ -13,11 +13,12 @@ An object that moves unlike the normal ones (too fast, the wrong way, jerkily) o
 the classifiers and is hard to predict. Per object, each task's error (1 - p(correct class) for the two
 classifiers, mean absolute error for the prediction; by default their logarithms) is standardised with the
 mean and standard deviation of that error on held-out normal training objects, and the standardised errors
-are summed, as SSMTL does (``combine="z-sum"``). ``"tail-sum"`` and ``"tail-max"`` measure each task's error
-by its rarity among those held-out objects instead, ``-ln q`` with q the share of them erring as much or more
-(:class:`aedcli.teachers.calibration.TailModel`), and add the rarities or take the largest: a task whose
-classifier saturates on normal objects then does not divide an irregular object's evidence down by a spread
-that is numerical noise (``aed teach --b-combine``).
+are summed, as SSMTL does (``combine="z-sum"``, what files written before the option hold). By default
+(``"tail-max"``, which won on the synthetic development set) each task's error is measured instead by its
+rarity among those held-out objects, ``-ln q`` with q the share of them erring as much or more
+(:class:`aedcli.teachers.calibration.TailModel`), and the largest rarity is the object's score
+(``"tail-sum"`` adds them): a task whose classifier saturates on normal objects then does not divide an
+irregular object's evidence down by a spread that is numerical noise (``aed teach --b-combine``).
 
 Clips come from the 7-frame tube (indices 0..6, frame t at 3). With ``window = 3`` a regular clip is three
 consecutive frames (t-1, t, t+1 when scoring, any three in a row when training) and an irregular clip is
@@ -87,9 +88,10 @@ class MultiTaskConfig:
     seeds:          networks trained, with seeds s, s + 1, ...; an object's score is the mean of theirs. One
                     network's training is unstable (its classifiers can saturate on normal objects), and a
                     mean over several is steadier at that many times the cost.
-    combine:        how the weighted task errors make one score: "z-sum" adds them standardised (SSMTL's
-                    way, and what files written before this option hold); "tail-sum" adds, "tail-max" takes
-                    the largest of, their rarities among the held-out normal objects.
+    combine:        how the weighted task errors make one score: "tail-max" (the default) takes the
+                    largest, "tail-sum" the sum, of their rarities among the held-out normal objects;
+                    "z-sum" adds them standardised (SSMTL's way, and what files written before the option
+                    hold).
     """
 
     size: int = 64
@@ -108,7 +110,7 @@ class MultiTaskConfig:
     middle_offsets: list[int] = field(default_factory=lambda: [-1, 1])
     log_errors: bool = True
     seeds: int = 1
-    combine: str = "z-sum"
+    combine: str = "tail-max"
 
 
 def clip_indices(window: int) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:

@@ -448,7 +448,7 @@ def _load_or_fit(
             log.warning("teacher file %s cannot be used (%s); training it again.", path, exc)
         else:
             combine = _teacher_options(name, cfg).get("combine")
-            if combine not in (None, teacher.config.combine):
+            if combine is not None and combine != teacher.config.combine:
                 _recombine(teacher, combine, objects(), path, tr)
             return teacher
     batches = objects()
