@@ -257,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         group[kind] = frame_auc(dataset, test_objects, mean)
 
-    # Teacher a's and b's combinations for the teachers' mean, rarity-scaled (the default scaling).
+    # Teacher a's and b's combinations for the teachers' mean, scaled as the group above chooses (the
+    # default scaling: every group's choice holds with the others' choices in place).
+    scaling = choose(table["teachers' mean, scaling"])
     combined_scores: dict[tuple[str, str], tuple[np.ndarray, dict[str, np.ndarray]]] = {}
     for name, teacher, train in (("a", teacher_a, tagged), ("b", teacher_b0, train_objects)):
         default = teacher.config.combine
@@ -271,12 +273,12 @@ def main(argv: list[str] | None = None) -> int:
             combined_scores[(name, combine)] = (np.concatenate([teacher.score(b) for b in train]), test)
         teacher.config = dataclasses.replace(teacher.config, combine=default)
     combined_scores[("flow", "")] = (train_scores["flow"], test_scores["flow"])
-    group = table["teachers' mean, a and b combinations"] = {}
+    group = table[f"teachers' mean ({scaling} scaling), a and b combinations"] = {}
     for a_combine, b_combine in MEAN_COMBINE_PAIRS:
         keys = (("a", a_combine), ("b", b_combine), ("flow", ""))
         scalers = {
             k: ScoreScaler.from_training(
-                combined_scores[k][0], kind="train-rarity", lo_percentile=50.0, hi_percentile=100.0
+                combined_scores[k][0], kind=scaling, lo_percentile=50.0, hi_percentile=100.0
             )
             for k in keys
         }
