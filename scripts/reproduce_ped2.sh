@@ -19,7 +19,8 @@
 #   teacher-seeds  teacher a retrained with seeds 1 and 2, teacher b with seeds 1 and 2 (their spread),
 #                  teacher a trained with today's defaults, and teacher b as the mean of three seeds
 #                  (--b-seeds 3); each alone and with the other shipped teachers; teacher b's task errors
-#                  combined by their tail probabilities (--b-combine, an ablation of the shipped network)
+#                  combined by their tail probabilities (--b-combine, an ablation of the shipped network),
+#                  and today's defaults (those teachers scaled linearly)
 #   distill        one shared pre-training (35 epochs), then the student runs below (35 epochs each)
 #   eval-students  every student on all 2,010 test frames
 #   bench          student speed on DEVICE and on the CPU, teachers' speed on the CPU
@@ -236,11 +237,19 @@ if has teacher-seeds; then
     IFS=: read -r name src combine <<<"$run"
     scored_copy "$RUNS/targets-$name" "$RUNS/targets-$src"
     $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-$name" --teachers a,b,flow \
-      --b-combine "$combine" --workers "$WORKERS" --quiet
+      --b-combine "$combine" --normalisation train-rarity --workers "$WORKERS" --quiet
     for model in teacher-b teachers; do
       $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-$name" --model "$model" \
         --sigma "$SIGMA" --json "$RUNS/reports/$model-$name.json"
     done
+  done
+  # Today's defaults (thirteenth round): the same scores with teacher b's largest rarity, scaled linearly.
+  scored_copy "$RUNS/targets-b-tail-max-linear" "$RUNS/targets-b-tail-max"
+  $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-b-tail-max-linear" --teachers a,b,flow \
+    --normalisation train --quiet
+  for model in teacher-a teacher-b teacher-flow teachers; do
+    $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-b-tail-max-linear" --model "$model" \
+      --sigma "$SIGMA" --json "$RUNS/reports/$model-b-tail-max-linear.json"
   done
 fi
 
@@ -311,8 +320,8 @@ declare -A PSEUDO_ARGS=(
 )
 PSEUDO_SEED1=(cpu-flow-kd-240-s1 cpu-flow-mix-240-s1 cpu-abf-kd-240-s1 cpu-abf-mix-240-s1)
 if has pseudo; then
-  $AED teach "${LINEAR[@]}" --dataset ped2 --root "$PED2" --out "$RUNS/targets" --teachers a,b,flow --workers "$WORKERS" \
-    "${FROM[@]}" --speedups 2,3 --quiet
+  $AED teach "${LINEAR[@]}" "${SHIPPED[@]}" --dataset ped2 --root "$PED2" --out "$RUNS/targets" --teachers a,b,flow \
+    --workers "$WORKERS" "${FROM[@]}" --speedups 2,3 --quiet
   CPU=(--dataset ped2 --root "$PED2" --variant fastaed-xs --size 240x360 --pretrain-epochs 5 --batch 32
        --device cpu --sigma "$SIGMA" -q)
   mkdir -p "$RUNS/pretrain-cpu-240"
@@ -433,8 +442,8 @@ if has pseudo; then
   b3="$RUNS/targets-b-seeds3"
   mkdir -p "$b3"
   [[ -e "$b3/boxes" ]] || cp -r "$RUNS/targets/boxes" "$b3/"
-  $AED teach "${LINEAR[@]}" --dataset ped2 --root "$PED2" --out "$b3" --teachers b --b-seeds 3 --speedups 2,3 \
-    --workers "$WORKERS" --quiet
+  $AED teach "${LINEAR[@]}" "${SHIPPED[@]}" --dataset ped2 --root "$PED2" --out "$b3" --teachers b --b-seeds 3 \
+    --speedups 2,3 --workers "$WORKERS" --quiet
   mix="$RUNS/targets-abf3"
   mkdir -p "$mix"
   for t in a flow boxes; do [[ -e "$mix/$t" ]] || cp -r "$RUNS/targets/$t" "$mix/"; done

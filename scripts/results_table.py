@@ -51,6 +51,10 @@ TEACHER_ROWS = {
     "teachers-b-tail-sum": "teachers a (today's defaults) + b (tail-sum) + flow, rarity-scaled",
     "teacher-b-b3-tail-max": "teacher b (--b-seeds 3), largest rarity, rarity-scaled",
     "teachers-b3-tail-max": "teachers a (today's defaults) + b (--b-seeds 3, tail-max) + flow, rarity-scaled",
+    "teacher-a-b-tail-max-linear": "teacher a (today's defaults, trained afresh), scaled linearly",
+    "teacher-b-b-tail-max-linear": "teacher b (shipped network, tail-max), scaled linearly",
+    "teacher-flow-b-tail-max-linear": "teacher flow (shipped), scaled linearly",
+    "teachers-b-tail-max-linear": "teachers a + b + flow: today's defaults (b's shipped network)",
 }
 
 

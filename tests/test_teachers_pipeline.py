@@ -80,7 +80,7 @@ def test_every_clip_gets_a_target_file_with_the_contract_arrays(taught, syntheti
         assert t.lowres.shape == (n, 15, 20) and t.lowres.dtype == np.float16
         assert t.boxes.shape[1] == 6 and len(t.boxes) == len(t.raw) > 0
         assert t.s1.min() >= 0.0 and t.s1.max() <= 1.0
-        assert t.meta["teacher"] == "a" and t.meta["normalisation"] == "train-rarity"
+        assert t.meta["teacher"] == "a" and t.meta["normalisation"] == "train"
         assert t.meta["source"] == {"dataset": "synthetic", "split": clip.split, "clip": clip.name}
         # the 1x1 target is the max of the painted map in every frame
         np.testing.assert_allclose(t.s1, t.lowres.astype(np.float32).reshape(n, -1).max(1), atol=1e-3)
@@ -419,28 +419,29 @@ def test_a_combine_recalibrates_a_reused_teacher_a_and_scores_it_again(taught, s
         TeachConfig(a_combine="median")
 
 
-def test_rarity_scaling_is_the_default_and_switching_to_linear_repaints_without_rescoring(
+def test_linear_scaling_is_the_default_and_switching_to_rarity_repaints_without_rescoring(
     taught, synthetic, tmp_path
 ) -> None:
     src, _ = taught
     stored = json.loads((src / "a" / "scaler.json").read_text())
-    assert stored["kind"] == "train-rarity" and len(stored["tail"]["quantiles"]) > 100
+    assert stored["kind"] == "train" and "tail" not in stored
     kind, cfg = stored_scaling(src, "a")
-    assert kind == "train-rarity" and (cfg.lo_percentile, cfg.hi_percentile) == (50.0, 100.0)
+    assert kind == "train" and (cfg.lo_percentile, cfg.hi_percentile) == (50.0, 100.0)
 
     shutil.copytree(src, tmp_path / "t")
     report = ensure_targets(
-        synthetic, tmp_path / "t", ["a"], progress=False, normalisation="train", config=CONFIG
+        synthetic, tmp_path / "t", ["a"], progress=False, normalisation="train-rarity", config=CONFIG
     )
     tr, n = report.teachers["a"], len(_all(synthetic))
     assert tr.clips_cached == n and tr.clips_scored == 0 and tr.targets_written == n
-    assert "tail" not in json.loads((tmp_path / "t" / "a" / "scaler.json").read_text())
-    assert stored_scaling(tmp_path / "t", "a")[0] == "train"
+    rarity = json.loads((tmp_path / "t" / "a" / "scaler.json").read_text())
+    assert rarity["kind"] == "train-rarity" and len(rarity["tail"]["quantiles"]) > 100
+    assert stored_scaling(tmp_path / "t", "a")[0] == "train-rarity"
     for clip in synthetic.test:
-        rare = load_targets(TargetPaths(src).targets("a", "test", clip.name))
-        linear = load_targets(TargetPaths(tmp_path / "t").targets("a", "test", clip.name))
+        linear = load_targets(TargetPaths(src).targets("a", "test", clip.name))
+        rare = load_targets(TargetPaths(tmp_path / "t").targets("a", "test", clip.name))
         np.testing.assert_array_equal(rare.raw, linear.raw)  # the same scores, painted differently
-        assert linear.meta["normalisation"] == "train" and "tail" not in rare.meta["stats"]
+        assert rare.meta["normalisation"] == "train-rarity" and "tail" not in linear.meta["stats"]
         # the same objects in the same order: both scalings are monotone
         order = np.argsort(linear.raw, kind="stable")
         assert np.all(np.diff(rare.boxes[order, 5]) >= -1e-6)

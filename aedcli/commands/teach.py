@@ -45,13 +45,13 @@ def teach(
         show_default=False,
     ),
     normalisation: str = typer.Option(
-        "train-rarity",
+        "train",
         "--normalisation",
         metavar="train|train-rarity|per-video-minmax",
-        help="Scale object scores with statistics of all training objects ('train-rarity': 0 and 1 at the "
-        "--scale-percentiles, rarity among normal training objects in between, so every teacher's normal "
-        "objects spread alike; 'train': linear in between, the default before), or per video "
-        "('per-video-minmax': uses each video's own range, only to compare with published code).",
+        help="Scale object scores with statistics of all training objects ('train': 0 and 1 at the "
+        "--scale-percentiles, linear in between; 'train-rarity': rarity among normal training objects in "
+        "between, so every teacher's normal objects spread alike), or per video ('per-video-minmax': uses "
+        "each video's own range, only to compare with published code).",
     ),
     frame_correction: str = typer.Option(
         "none",

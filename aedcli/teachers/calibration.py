@@ -14,8 +14,9 @@ exponential tail fitted to the training scores that exceed it, so scores beyond 
 stay ordered instead of all reaching the same ceiling.
 
 The same tail model, :class:`TailModel`, measures rarity among normal objects elsewhere too: it puts teacher
-A's components in one currency (``AppearanceMotionConfig.combine``) and scales every teacher's maps by
-default (``train-rarity`` in :mod:`aedcli.teachers.maps`).
+A's components and teacher B's task errors in one currency (``AppearanceMotionConfig.combine``,
+``MultiTaskConfig.combine``) and can scale every teacher's maps (``train-rarity`` in
+:mod:`aedcli.teachers.maps`).
 
 >>> corr = CountCorrection.from_training(train_raw)
 >>> corrected = corr.apply(raw, frames)          # frames: (N,) frame index of every object
