@@ -251,6 +251,17 @@ if has teacher-seeds; then
     $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-b-tail-max-linear" --model "$model" \
       --sigma "$SIGMA" --json "$RUNS/reports/$model-b-tail-max-linear.json"
   done
+  # And teacher b trained afresh with today's defaults beside them.
+  mkdir -p "$RUNS/targets-today"
+  for t in a flow boxes; do
+    [[ -e "$RUNS/targets-today/$t" ]] || cp -r "$RUNS/targets-b-tail-max-linear/$t" "$RUNS/targets-today/"
+  done
+  $AED teach --dataset ped2 --root "$PED2" --out "$RUNS/targets-today" --teachers a,b,flow --workers "$WORKERS" \
+    --quiet
+  for model in teacher-b teachers; do
+    $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-today" --model "$model" --sigma "$SIGMA" \
+      --json "$RUNS/reports/$model-today.json"
+  done
 fi
 
 # A run folder that shares the pre-training and the frame cache of $1 and the teachers' targets.

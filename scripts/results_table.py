@@ -55,6 +55,8 @@ TEACHER_ROWS = {
     "teacher-b-b-tail-max-linear": "teacher b (shipped network, tail-max), scaled linearly",
     "teacher-flow-b-tail-max-linear": "teacher flow (shipped), scaled linearly",
     "teachers-b-tail-max-linear": "teachers a + b + flow: today's defaults (b's shipped network)",
+    "teacher-b-today": "teacher b trained afresh with today's defaults",
+    "teachers-today": "teachers a + b (afresh) + flow, today's defaults",
 }
 
 
