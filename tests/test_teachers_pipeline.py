@@ -348,30 +348,19 @@ def test_the_training_seed_is_repeatable_and_changes_the_teacher(taught, synthet
     assert not np.allclose(first, other)
 
 
-def test_b_seeds_trains_teacher_b_as_that_many_networks(taught, synthetic, tmp_path) -> None:
+def test_b_seeds_and_b_combine_train_several_networks_and_measure_them_on_their_held_out_objects(
+    taught, synthetic, tmp_path
+) -> None:
     from aedcli.teachers.multitask import MultiTaskTeacher
 
     src, _ = taught
     shutil.copytree(src / "boxes", tmp_path / "t" / "boxes")
-    cfg = TeachConfig(max_train_objects=300, b_seeds=2)
-    report = ensure_targets(synthetic, tmp_path / "t", ["b"], progress=False, epochs=1, config=cfg)
-    assert report.teachers["b"].fitted
-    teacher = MultiTaskTeacher.load(TargetPaths(tmp_path / "t").teacher_file("b"))
-    assert teacher.config.seeds == 2 and len(teacher.members) == 2
-    with pytest.raises(UsageError, match="--b-seeds must be 1 or more"):
-        TeachConfig(b_seeds=0)
-
-
-def test_b_combine_measures_a_reused_teacher_b_on_its_held_out_objects(taught, synthetic, tmp_path) -> None:
-    from aedcli.teachers.multitask import MultiTaskTeacher
-
-    src, _ = taught
-    shutil.copytree(src / "boxes", tmp_path / "t" / "boxes")
-    cfg = TeachConfig(max_train_objects=300, seed=3)
+    cfg = TeachConfig(max_train_objects=300, seed=3, b_seeds=2)
     first = ensure_targets(synthetic, tmp_path / "t", ["b"], progress=False, epochs=1, config=cfg)
     assert first.teachers["b"].fitted
     path = TargetPaths(tmp_path / "t").teacher_file("b")
     fitted = MultiTaskTeacher.load(path)
+    assert fitted.config.seeds == 2 and len(fitted.members) == 2
     assert fitted.config.combine == "tail-max" and fitted.seed == 3  # the default, and the seed that split
     clip = synthetic.test[0]
     before = load_targets(TargetPaths(tmp_path / "t").targets("b", "test", clip.name)).raw
@@ -383,13 +372,16 @@ def test_b_combine_measures_a_reused_teacher_b_on_its_held_out_objects(taught, s
     assert tr.clips_scored == len(_all(synthetic))  # a changed file is scored again
     again = MultiTaskTeacher.load(path)
     assert again.config.combine == "z-sum"
-    # the same objects and the same held-out split as the fit: its statistics, measured again, match
-    torch.testing.assert_close(again.members[0].error_mean, fitted.members[0].error_mean)
-    assert again.members[0].tails == fitted.members[0].tails
+    # the same objects and the same held-out splits as the fit: the statistics, measured again, match
+    for member, before_fit in zip(again.members, fitted.members, strict=True):
+        torch.testing.assert_close(member.error_mean, before_fit.error_mean)
+        assert member.tails == before_fit.tails
     after = load_targets(TargetPaths(tmp_path / "t").targets("b", "test", clip.name)).raw
     assert len(after) == len(before) and before.min() >= 0.0 and not np.allclose(after, before)
     with pytest.raises(UsageError, match="--b-combine 'median' is unknown"):
         TeachConfig(b_combine="median")
+    with pytest.raises(UsageError, match="--b-seeds must be 1 or more"):
+        TeachConfig(b_seeds=0)
 
 
 def test_a_combine_recalibrates_a_reused_teacher_a_and_scores_it_again(taught, synthetic, tmp_path) -> None:
