@@ -58,4 +58,11 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert "| student `cpu-abf-defaults-mix-240-s4` | 92.4 | 99.8 | 99.8 | 72.6 | 92.7 |" in out
     assert "| 92.4 | 99.8 / 99.8 | 72.6 | 92.7 |" in readme
     assert "| 95.2 | 98.2 / 98.3 | 78.0 | 96.7 |" in readme
+    assert "| teacher b, largest rarity (--b-combine tail-max), rarity-scaled | 88.7 | 93.8 | 94.0 |" in out
+    assert "| 88.7 | 93.8 / 94.0 | 49.6 | 86.5 |" in readme
+    assert "| teachers a (today's defaults) + b (tail-max) + flow, rarity-scaled | 91.4 | 97.0 |" in out
+    assert "| 91.4 | 97.0 / 97.1 | 65.2 | 90.7 |" in readme
+    assert "| teachers a + b + flow: today's defaults (b's shipped network) | 93.3 | 97.4 | 97.5 |" in out
+    assert "| 93.3 | 97.4 / 97.5 | 72.3 | 94.4 |" in readme
+    assert "| teachers a + b (afresh) + flow, today's defaults | 93.1 | 97.3 | 97.4 | 72.2 | 94.5 |" in out
     assert "| 92.6 | 99.7 / 99.7 | 74.0 | 94.0 |" in readme
