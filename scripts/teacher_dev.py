@@ -193,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     velocity.fit(tagged)
     # Each default teacher's scores of the training objects (the velocity teacher's against the other
     # videos) and of the test objects, for the frame calibration here and the teachers' mean below.
+    # Raw components and task errors are measured once; each combination below only recombines them.
+    train_raw_a = [teacher_a.raw_components(b) for b in tagged]
     train_scores = {
-        "a": np.concatenate([teacher_a.score(b) for b in tagged]),
+        "a": np.concatenate([teacher_a.combine(raw) for raw in train_raw_a]),
         "flow": np.concatenate([velocity.score(b) for b in tagged]),
     }
     test_scores = {
@@ -221,13 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         singles.append({clip: teacher_b.score(b) for clip, b in test_objects.items()})
         if seed == B_SEEDS[0]:  # the default: one network, the first seed
             teacher_b0 = teacher_b
-            train_scores["b"] = np.concatenate([teacher_b.score(b) for b in train_objects])
+            train_errors_b = [teacher_b.raw_errors(b) for b in train_objects]
+            test_errors_b = {clip: teacher_b.raw_errors(b) for clip, b in test_objects.items()}
+            train_scores["b"] = np.concatenate([teacher_b.combine(e) for e in train_errors_b])
             test_scores["b"] = singles[0]
             default_b_combine = teacher_b.config.combine
             group = table["teacher b combination"] = {}
             for name, combine in B_COMBINE_OPTIONS.items():
                 teacher_b.config = dataclasses.replace(teacher_b.config, combine=combine)
-                scores = {clip: teacher_b.score(b) for clip, b in test_objects.items()}
+                scores = {clip: teacher_b.combine(e) for clip, e in test_errors_b.items()}
                 group[name] = frame_auc(dataset, test_objects, scores)
             teacher_b.config = dataclasses.replace(teacher_b.config, combine=default_b_combine)
     seeds_table = {
@@ -261,16 +265,18 @@ def main(argv: list[str] | None = None) -> int:
     # default scaling: every group's choice holds with the others' choices in place).
     scaling = choose(table["teachers' mean, scaling"])
     combined_scores: dict[tuple[str, str], tuple[np.ndarray, dict[str, np.ndarray]]] = {}
-    for name, teacher, train in (("a", teacher_a, tagged), ("b", teacher_b0, train_objects)):
+    measured: dict[str, tuple[Any, list[Any], dict[str, Any]]] = {
+        "a": (teacher_a, train_raw_a, raw_components),
+        "b": (teacher_b0, train_errors_b, test_errors_b),
+    }
+    for name, (teacher, train, test) in measured.items():
         default = teacher.config.combine
         for combine in MEAN_COMBINES[name]:
             teacher.config = dataclasses.replace(teacher.config, combine=combine)
-            test = (
-                {c: teacher.combine(raw) for c, raw in raw_components.items()}
-                if name == "a"
-                else {c: teacher.score(b) for c, b in test_objects.items()}
+            combined_scores[(name, combine)] = (
+                np.concatenate([teacher.combine(r) for r in train]),
+                {c: teacher.combine(r) for c, r in test.items()},
             )
-            combined_scores[(name, combine)] = (np.concatenate([teacher.score(b) for b in train]), test)
         teacher.config = dataclasses.replace(teacher.config, combine=default)
     combined_scores[("flow", "")] = (train_scores["flow"], test_scores["flow"])
     group = table[f"teachers' mean ({scaling} scaling), a and b combinations"] = {}

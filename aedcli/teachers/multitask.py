@@ -323,7 +323,7 @@ class MultiTaskTeacher:
         data = torch.cat([p[0] for p in prepared])
         valid = torch.cat([p[1] for p in prepared])
         for i, member in enumerate(self.members):
-            held, train = self._split(len(data), self.seed + i)
+            held, train = self._split(len(data), np.random.default_rng(self.seed + i))
             member.net.eval()
             stats = self._statistics(member.net, data, valid, held if len(held) else train)
             member.error_mean, member.error_std, member.tails = stats
@@ -332,9 +332,9 @@ class MultiTaskTeacher:
         """How many of ``used`` training objects are kept out to measure the error statistics."""
         return round(self.config.holdout * used) if used >= 20 else 0
 
-    def _split(self, total: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Held-out and training rows of ``total`` prepared objects for a member of seed ``seed``."""
-        order = np.random.default_rng(seed).permutation(total)[: self.config.max_train]
+    def _split(self, total: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Held-out and training rows of ``total`` prepared objects: the first draw of a member's ``rng``."""
+        order = rng.permutation(total)[: self.config.max_train]
         n_hold = self._held_out(len(order))
         return np.sort(order[:n_hold]), np.sort(order[n_hold:])
 
@@ -355,9 +355,8 @@ class MultiTaskTeacher:
         """Train one network on prepared tubes; its error statistics come from its held-out objects."""
         cfg = self.config
         total = len(data)
-        held, train = self._split(total, seed)
         rng = np.random.default_rng(seed)
-        rng.permutation(total)  # the draw that made the split: training continues from the same state
+        held, train = self._split(total, rng)
 
         torch.manual_seed(seed)
         net = MultiTaskNet(cfg)
@@ -470,10 +469,12 @@ class MultiTaskTeacher:
             out.append(errors if self.config.log_errors else errors.exp())
         return torch.cat(out) if out else torch.zeros(0, len(TASKS))
 
-    def _member_errors(self, batch: ObjectBatch) -> list[torch.Tensor]:
-        """Every member's raw task errors of the objects in ``batch``, each (N, 3)."""
+    def raw_errors(self, batch: ObjectBatch) -> list[torch.Tensor]:
+        """Every member's raw task errors of the objects in ``batch``, each (N, 3) in the order of TASKS."""
         if not self.fitted:
             raise RuntimeError("the multi-task teacher must be fitted or loaded before scoring")
+        if len(batch) == 0:
+            return [torch.zeros(0, len(TASKS)) for _ in self.members]
         data, valid = _prepare(batch, self.config.size, self.config.crop_margin)
         for m in self.members:
             m.net.eval()
@@ -484,9 +485,9 @@ class MultiTaskTeacher:
 
         Each member's errors are standardised with its own statistics, then averaged over the members.
         """
-        if len(batch) == 0:
-            return np.zeros((0, len(TASKS)), np.float32)
-        errors = self._member_errors(batch)
+        return self._standardised(self.raw_errors(batch))
+
+    def _standardised(self, errors: list[torch.Tensor]) -> np.ndarray:
         z = [(e - m.error_mean) / m.error_std for e, m in zip(errors, self.members, strict=True)]
         return (sum(z) / len(self.members)).numpy().astype(np.float32)
 
@@ -495,7 +496,7 @@ class MultiTaskTeacher:
         the members."""
         if len(batch) == 0:
             return np.zeros((0, len(TASKS)), np.float32)
-        return np.mean(self._rarities(self._member_errors(batch)), axis=0).astype(np.float32)
+        return np.mean(self._rarities(self.raw_errors(batch)), axis=0).astype(np.float32)
 
     def _rarities(self, errors: list[torch.Tensor]) -> list[np.ndarray]:
         out = []
@@ -507,18 +508,23 @@ class MultiTaskTeacher:
             out.append(np.stack([m.tails[k].rarity(e[:, k].numpy()) for k in range(len(TASKS))], axis=1))
         return out
 
-    def score(self, batch: ObjectBatch) -> np.ndarray:
-        """One score per object, (N,) float32: the weighted task errors combined as ``config.combine`` says
-        (for several members, the mean of the members' scores)."""
+    def combine(self, errors: list[torch.Tensor]) -> np.ndarray:
+        """One score per object, (N,) float32, from the members' raw errors (:meth:`raw_errors`): the
+        weighted task errors combined as ``config.combine`` says (for several members, the mean of the
+        members' scores)."""
         weights = np.asarray(self.config.task_weights, np.float32)
-        if self.config.combine == "z-sum" or len(batch) == 0:
-            return (self.task_scores(batch) * weights).sum(axis=1).astype(np.float32)
+        if self.config.combine == "z-sum" or len(errors[0]) == 0:
+            return (self._standardised(errors) * weights).sum(axis=1).astype(np.float32)
         used = weights != 0
         scores = []
-        for r in self._rarities(self._member_errors(batch)):
+        for r in self._rarities(errors):
             weighted = r[:, used] * weights[used]
             scores.append(weighted.max(axis=1) if self.config.combine == "tail-max" else weighted.sum(axis=1))
         return np.mean(scores, axis=0).astype(np.float32)
+
+    def score(self, batch: ObjectBatch) -> np.ndarray:
+        """One score per object, (N,) float32: its raw task errors, combined."""
+        return self.combine(self.raw_errors(batch))
 
     def save(self, path: Path) -> None:
         """Write config, network weights and error statistics as tensors (loadable with weights_only)."""
