@@ -26,7 +26,16 @@ frames. The defaults in ``AppearanceMotionConfig.weights`` and ``VelocityConfig`
 ``chosen`` by the rule printed with the table: the highest micro AUC, ties (within 0.005) going to the
 simpler option.
 
+A second development set (``--dev-set ped2-pasted --root PED2``) is made from a benchmark's *training*
+videos only (:mod:`aedcli.data.pasted`): the first twelve of Ped2's train the teachers, and the last four are
+held out with the moving foreground of another held-out video pasted in, sped up or gliding sideways. It is
+the camera's own scene with motion anomalies, which the synthetic set's simple figures cannot stand in for.
+From the fourteenth round on, each group is decided on the mean micro AUC over both sets (``--decide``, which
+measures nothing and applies the same rules to the averaged tables).
+
     python scripts/teacher_dev.py --work /tmp/teacher-dev --json teacher_dev.json
+    python scripts/teacher_dev.py --dev-set ped2-pasted --root PED2 --json teacher_dev_ped2.json
+    python scripts/teacher_dev.py --decide teacher_dev.json teacher_dev_ped2.json
 """
 
 from __future__ import annotations
@@ -42,7 +51,9 @@ from typing import Any
 
 import numpy as np
 
+from aedcli.data import load_dataset
 from aedcli.data.clips import Clip, Dataset
+from aedcli.data.pasted import PastedConfig, load_pasted
 from aedcli.data.synthetic import SyntheticConfig, load_synthetic
 from aedcli.metrics import micro_auc
 from aedcli.teachers.appearance_motion import COMPONENTS, AppearanceMotionTeacher
@@ -57,6 +68,10 @@ from aedcli.teachers.velocity import VelocityConfig, VelocityTeacher
 
 # The development set: larger than the unit tests' default so that every anomaly kind appears twice.
 DEV_SET = SyntheticConfig(seed=7, train_videos=8, test_videos=8, frames=96)
+# The second: a benchmark's training videos, the last four held out with foreground pasted in faster than
+# anyone moves (:mod:`aedcli.data.pasted`); only training video is used, never the benchmark's test set.
+PASTED = PastedConfig()
+DEV_SETS = ("synthetic", "ped2-pasted")
 
 # Options in order of simplicity: on a tie the earlier one wins.
 WEIGHT_OPTIONS: dict[str, dict[str, float]] = {
@@ -140,16 +155,27 @@ def choose(results: dict[str, float]) -> str:
     return next(name for name, auc in results.items() if auc >= best - TIE)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", type=Path, default=Path("runs/teacher-dev"), help="working folder")
-    p.add_argument("--json", type=Path, help="also write the table as JSON")
-    args = p.parse_args(argv)
-    os.environ.setdefault("AED_CACHE", str(args.work / "cache"))
+def load_dev_set(name: str, root: Path | None) -> tuple[Dataset, dict[str, Any], str]:
+    """The development set ``name``, its config as JSON, and a line saying what it is."""
+    if name == "synthetic":
+        dataset = load_synthetic(DEV_SET)
+        about = (
+            f"synthetic development set (seed {DEV_SET.seed}: {len(dataset.train)} train / "
+            f"{len(dataset.test)} test videos of {DEV_SET.frames} frames)"
+        )
+        return dataset, dataclasses.asdict(DEV_SET), about
+    source = load_dataset(name.removesuffix("-pasted"), root)
+    dataset = load_pasted(source, PASTED)
+    about = (
+        f"{source.name} training videos as a development set ({len(dataset.train)} train; "
+        f"{', '.join(c.name for c in dataset.test)} held out with sped-up and gliding foreground pasted in)"
+    )
+    return dataset, {"source": source.name, **dataclasses.asdict(PASTED)}, about
 
-    t0 = time.perf_counter()
-    dataset = load_synthetic(DEV_SET)
-    targets = args.work / "targets"
+
+def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
+    """Frame micro AUC of every option of every group on ``dataset`` (teachers trained under ``work``)."""
+    targets = work / "targets"
     ensure_targets(dataset, targets, ["a"], progress=False)  # proposals for every clip, teacher A fitted
     paths = TargetPaths(targets)
     boxes = {
@@ -261,9 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         group[kind] = frame_auc(dataset, test_objects, mean)
 
-    # Teacher a's and b's combinations for the teachers' mean, scaled as the group above chooses (the
-    # default scaling: every group's choice holds with the others' choices in place).
-    scaling = choose(table["teachers' mean, scaling"])
+    # Teacher a's and b's combinations for the teachers' mean, under each scaling (the pairs that count are
+    # those under the scaling the group above chooses: every group's choice holds with the others' in place).
     combined_scores: dict[tuple[str, str], tuple[np.ndarray, dict[str, np.ndarray]]] = {}
     measured: dict[str, tuple[Any, list[Any], dict[str, Any]]] = {
         "a": (teacher_a, train_raw_a, raw_components),
@@ -279,27 +304,33 @@ def main(argv: list[str] | None = None) -> int:
             )
         teacher.config = dataclasses.replace(teacher.config, combine=default)
     combined_scores[("flow", "")] = (train_scores["flow"], test_scores["flow"])
-    group = table[f"teachers' mean ({scaling} scaling), a and b combinations"] = {}
-    for a_combine, b_combine in MEAN_COMBINE_PAIRS:
-        keys = (("a", a_combine), ("b", b_combine), ("flow", ""))
-        scalers = {
-            k: ScoreScaler.from_training(
-                combined_scores[k][0], kind=scaling, lo_percentile=50.0, hi_percentile=100.0
-            )
-            for k in keys
-        }
-        mean = {
-            c: np.mean([scalers[k].apply(combined_scores[k][1][c]) for k in keys], axis=0)
-            for c in test_objects
-        }
-        group[f"a {a_combine}, b {b_combine}"] = frame_auc(dataset, test_objects, mean)
+    for scaling in SCALING_OPTIONS:
+        group = table[pairs_group(scaling)] = {}
+        for a_combine, b_combine in MEAN_COMBINE_PAIRS:
+            keys = (("a", a_combine), ("b", b_combine), ("flow", ""))
+            scalers = {
+                k: ScoreScaler.from_training(
+                    combined_scores[k][0], kind=scaling, lo_percentile=50.0, hi_percentile=100.0
+                )
+                for k in keys
+            }
+            mean = {
+                c: np.mean([scalers[k].apply(combined_scores[k][1][c]) for k in keys], axis=0)
+                for c in test_objects
+            }
+            group[f"a {a_combine}, b {b_combine}"] = frame_auc(dataset, test_objects, mean)
+    return table
 
-    print(
-        f"synthetic development set (seed {DEV_SET.seed}: {len(dataset.train)} train / {len(dataset.test)} "
-        f"test videos of {DEV_SET.frames} frames); frame score = max object score, no smoothing, "
-        f"micro AUC over all {sum(c.frame_count for c in dataset.test)} test frames"
-    )
+
+def pairs_group(scaling: str) -> str:
+    return f"teachers' mean ({scaling} scaling), a and b combinations"
+
+
+def report(table: dict[str, dict[str, float]], about: str) -> dict[str, str]:
+    """Print every group with the option its rule chooses; return the choices."""
+    print(f"{about}; frame score = max object score, no smoothing")
     chosen = {}
+    scaling = choose(table["teachers' mean, scaling"])
     for group, results in table.items():
         if group == "teacher b seeds":
             gain = results["three seeds (mean of their scores)"] - results["mean of the single-seed AUCs"]
@@ -309,20 +340,72 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {auc:.3f}  {name}")
             print(f"  -> {chosen[group]} (gain {gain:+.3f})")
             continue
-        chosen[group] = choose(results)
         order = {
             "calibration": "the option under test",
             "combination": "the earlier default, listed first",
             "scaling": "the earlier default, listed first",
             "combinations": "today's defaults, listed first",
         }.get(group.rsplit(" ", 1)[-1], "the earlier, simpler option")
-        print(f"\n{group}  (rule: highest micro AUC; within {TIE} {order})")
+        counts = group != pairs_group("train-rarity" if scaling == "train" else "train")
+        if counts:
+            chosen[group] = choose(results)
+        note = "" if counts else f"; not used: the scaling chosen is {scaling}"
+        print(f"\n{group}  (rule: highest micro AUC; within {TIE} {order}{note})")
         for name, auc in results.items():
-            mark = "  <- chosen" if name == chosen[group] else ""
+            mark = "  <- chosen" if name == chosen.get(group) else ""
             print(f"  {auc:.3f}  {name}{mark}")
+    return chosen
+
+
+def mean_table(tables: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Every option's micro AUC averaged over development sets (groups and options all of them have)."""
+    return {
+        group: {
+            name: float(np.mean([t[group][name] for t in tables]))
+            for name in results
+            if all(name in t.get(group, {}) for t in tables)
+        }
+        for group, results in tables[0].items()
+        if all(group in t for t in tables)
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dev-set", choices=DEV_SETS, default="synthetic", help="which development set")
+    p.add_argument("--root", type=Path, help="dataset root for a '<dataset>-pasted' development set")
+    p.add_argument("--work", type=Path, help="working folder (default runs/teacher-dev[-<dev set>])")
+    p.add_argument("--json", type=Path, help="also write the table (or the decision) as JSON")
+    p.add_argument(
+        "--decide",
+        type=Path,
+        nargs="+",
+        metavar="REPORT",
+        help="measure nothing: choose on the mean micro AUC of these reports' tables",
+    )
+    args = p.parse_args(argv)
+
+    if args.decide:
+        reports = [json.loads(path.read_text()) for path in args.decide]
+        table = mean_table([r["micro_auc"] for r in reports])
+        chosen = report(
+            table, f"mean over {len(reports)} development sets ({', '.join(map(str, args.decide))})"
+        )
+        if args.json:
+            summary = {"reports": [str(p) for p in args.decide], "micro_auc": table, "chosen": chosen}
+            args.json.write_text(json.dumps(summary, indent=2))
+        return 0
+
+    work = args.work or Path("runs/teacher-dev" + ("" if args.dev_set == "synthetic" else f"-{args.dev_set}"))
+    os.environ.setdefault("AED_CACHE", str(work / "cache"))
+    t0 = time.perf_counter()
+    dataset, config, about = load_dev_set(args.dev_set, args.root)
+    table = measure(dataset, work)
+    frames = sum(c.frame_count for c in dataset.test)
+    chosen = report(table, f"{about}; micro AUC over all {frames} test frames")
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.json:
-        summary = {"dev_set": dataclasses.asdict(DEV_SET), "micro_auc": table, "chosen": chosen}
+        summary = {"dev_set": config, "micro_auc": table, "chosen": chosen}
         args.json.write_text(json.dumps(summary, indent=2))
     return 0
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
+import pytest
 from _scripts import load_script
 
 from aedcli.teachers.appearance_motion import COMPONENTS
@@ -46,3 +49,47 @@ def test_the_mean_combination_group_tries_every_pair_with_todays_defaults_first(
     results = {f"a {a}, b {b}": 0.9 for a, b in pairs}
     results["a linear, b z-sum"] = 0.9 + dev.TIE / 2  # within the margin: today's defaults stay
     assert dev.choose(results) == "a tail-max, b tail-max"
+
+
+def _table(scaling: dict[str, float], pairs: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {"teachers' mean, scaling": scaling, **{dev.pairs_group(k): v for k, v in pairs.items()}}
+
+
+def test_decisions_over_two_development_sets_use_the_mean_auc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+
+    def pairs(today: float, other: float) -> dict[str, float]:
+        return {"a tail-max, b tail-max": today, "a linear, b z-sum": other}
+
+    synthetic = _table(
+        {"train": 0.94, "train-rarity": 0.93},
+        {"train": pairs(0.94, 0.90), "train-rarity": pairs(0.93, 0.80)},
+    )
+    pasted = _table(
+        {"train": 0.80, "train-rarity": 0.90},
+        {"train": pairs(0.80, 0.82), "train-rarity": pairs(0.90, 0.99)},
+    )
+    reports = []
+    for name, table in (("synthetic", synthetic), ("pasted", pasted)):
+        reports.append(tmp_path / f"{name}.json")
+        reports[-1].write_text(json.dumps({"micro_auc": table}))
+    out = tmp_path / "decision.json"
+    assert dev.main(["--decide", *map(str, reports), "--json", str(out)]) == 0
+    decision = json.loads(out.read_text())
+    # Alone each set would keep its own favourite; the mean (0.87 vs 0.915) moves to rarity scaling, and the
+    # pairs are then chosen among those measured with rarity scaling (0.915 vs 0.895), not linear scaling.
+    assert decision["micro_auc"]["teachers' mean, scaling"] == pytest.approx(
+        {"train": 0.87, "train-rarity": 0.915}
+    )
+    assert decision["chosen"]["teachers' mean, scaling"] == "train-rarity"
+    assert decision["chosen"][dev.pairs_group("train-rarity")] == "a tail-max, b tail-max"
+    assert dev.pairs_group("train") not in decision["chosen"]
+    assert "not used: the scaling chosen is train-rarity" in capsys.readouterr().out
+
+
+def test_groups_missing_from_one_report_are_left_out_of_the_mean() -> None:
+    full = _table({"train": 0.9, "train-rarity": 0.8}, {"train": {"a tail-max, b tail-max": 0.9}})
+    older = {"teachers' mean, scaling": {"train": 0.7, "train-rarity": 0.6}}
+    mean = dev.mean_table([full, older])
+    assert mean == {"teachers' mean, scaling": pytest.approx({"train": 0.8, "train-rarity": 0.7})}

@@ -126,14 +126,14 @@ def _write_dataset(config: SyntheticConfig, out: Path) -> None:
         frames, _ = _render_video(
             config, background, np.random.default_rng([config.seed, 0, i]), anomaly=None
         )
-        _write_frames(out / "train" / f"train{i + 1:02d}", frames)
+        write_frames(out / "train" / f"train{i + 1:02d}", frames)
     for i in range(config.test_videos):
         kind = config.anomalies[i % len(config.anomalies)]
         rng = np.random.default_rng([config.seed, 1, i])
         frames, masks = _render_video(config, background, rng, anomaly=kind)
         name = f"test{i + 1:02d}_{kind}"
-        _write_frames(out / "test" / name, frames)
-        _write_frames(out / "masks" / name, [m.astype(np.uint8) * 255 for m in masks])
+        write_frames(out / "test" / name, frames)
+        write_frames(out / "masks" / name, [m.astype(np.uint8) * 255 for m in masks])
         labels = "".join(f"{int(m.any())}\n" for m in masks)
         (out / "labels").mkdir(exist_ok=True)
         (out / "labels" / f"{name}.txt").write_text(labels, encoding="utf-8")
@@ -142,7 +142,7 @@ def _write_dataset(config: SyntheticConfig, out: Path) -> None:
     )
 
 
-def _write_frames(folder: Path, frames: list[np.ndarray]) -> None:
+def write_frames(folder: Path, frames: list[np.ndarray]) -> None:
     folder.mkdir(parents=True)
     digits = max(3, len(str(len(frames))))
     for t, frame in enumerate(frames, start=1):

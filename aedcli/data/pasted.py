@@ -1,0 +1,250 @@
+"""A labelled development set made from a fixed camera's normal training video alone.
+
+Choosing a detector's options on a benchmark's test labels would make its figures dishonest, and a synthetic
+scene looks little like a real camera's. This module turns a dataset's *normal training videos* into a
+development set with known anomalies, in the same scene:
+
+- the last ``held_out`` training videos become test videos; the others stay training videos;
+- into each held-out video, ``events`` times, the moving foreground of another held-out video is pasted for
+  a stretch of frames, moving faster than anyone does in the footage. The events alternate between two kinds:
+
+  - ``sped_up``: the foreground played ``speed`` times faster (frame ``t0 + j`` of the stretch shows the
+    foreground of source frame ``s + speed * j``): people who move, legs and all, like a fast-forward;
+  - ``gliding``: the foreground at its recorded rate, carried sideways by ``glide`` pixels per frame (at a
+    frame height of 240, scaled to the video's): people who walk normally but travel like a cyclist or a
+    skater.
+
+A source frame's foreground is where it differs from the source video's per-pixel median by more than
+``threshold`` grey levels (after a light blur), opened and slightly dilated, so the pasted pixels carry the
+person and a thin rim of the same scene's background. A frame is abnormal when at least ``min_area`` (a
+fraction of the frame) of pasted foreground lies in it, and the pasted foreground is its pixel mask.
+
+The camera must not move between videos (one scene, as in UCSD Ped1/Ped2 or Avenue), since a pasted person
+keeps the position it had in its own video. The set is written in the folder layout
+(:mod:`aedcli.data.folder`; training videos linked, not copied) under ``$AED_CACHE/pasted-<hash>/``, where the
+hash covers the config and the source clips, built in a temporary folder and renamed into place. Held-out
+videos are read whole into memory one at a time: the builder is meant for short training clips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from aedcli.data.clips import Clip, Dataset
+from aedcli.data.folder import load_folder
+from aedcli.data.synthetic import cache_root, write_frames
+from aedcli.errors import DatasetError
+
+# Part of the cache key: bump it whenever the builder's output changes for an unchanged config.
+BUILDER_VERSION = 1
+KINDS = ("sped_up", "gliding")
+
+
+@dataclass(frozen=True)
+class PastedConfig:
+    """How the development set is made (see the module docstring)."""
+
+    held_out: int = 4
+    events: int = 2
+    speeds: tuple[int, ...] = (3, 4)
+    glides: tuple[float, ...] = (2.5, 3.5)
+    threshold: float = 25.0
+    min_area: float = 0.002
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.held_out < 2:
+            raise ValueError(
+                f"held_out must be 2 or more (a video's foreground comes from another), got {self.held_out}"
+            )
+        if self.events < 1 or not self.speeds or not self.glides:
+            raise ValueError("events, speeds and glides must be non-empty")
+        if min(self.speeds) < 2:
+            raise ValueError(f"speeds must be 2 or more, got {self.speeds}")
+
+    def cache_key(self, train: list[Clip]) -> str:
+        sources = [(c.name, str(c.path.resolve()), c.frame_count) for c in train]
+        blob = json.dumps({"v": BUILDER_VERSION, **asdict(self), "sources": sources}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One pasted stretch: ``kind`` from ``source`` into frames ``start`` .. ``start + length - 1``."""
+
+    kind: str
+    source: int  # index into the held-out videos
+    start: int
+    length: int
+    source_start: int
+    rate: float  # speed (sped_up) or signed pixels per frame (gliding)
+
+
+def load_pasted(
+    dataset: Dataset, config: PastedConfig | None = None, cache_dir: Path | None = None
+) -> Dataset:
+    """Build the development set of ``dataset``'s training videos if it is not cached yet, then read it."""
+    folder = build_pasted(dataset, config, cache_dir)
+    loaded = load_folder(folder, name=f"{dataset.name}-pasted")
+    return Dataset(loaded.name, loaded.root, loaded.train, loaded.test, gray=dataset.gray, fps=dataset.fps)
+
+
+def build_pasted(dataset: Dataset, config: PastedConfig | None = None, cache_dir: Path | None = None) -> Path:
+    """The folder holding the development set, written now when it does not exist yet."""
+    cfg = config or PastedConfig()
+    if len(dataset.train) < cfg.held_out + 1:
+        raise DatasetError(
+            f"dataset '{dataset.name}' at {dataset.root} has {len(dataset.train)} training videos; a "
+            f"development set holding {cfg.held_out} of them out needs at least {cfg.held_out + 1}."
+        )
+    parent = Path(cache_dir) if cache_dir is not None else cache_root()
+    final = parent / f"pasted-{dataset.name}-{cfg.cache_key(dataset.train)}"
+    if final.is_dir():
+        return final
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
+    try:
+        _write(dataset.train, cfg, tmp)
+        os.replace(tmp, final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process may have finished the same folder first
+        if not final.is_dir():
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def plan_events(lengths: list[int], cfg: PastedConfig) -> list[list[Event]]:
+    """The events of every held-out video (``lengths``: their frame counts), drawn from ``cfg.seed``.
+
+    Video ``i``'s ``events`` split it into equal segments; each event fills the middle half of its segment
+    (shorter when its source is too short to play it), so every video keeps normal frames before, between
+    and after its events. Event ``j`` of video ``i`` takes its foreground from held-out video
+    ``i + 1 + j`` (cyclically, never itself) and its kind alternates with ``i + j``.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    count = len(lengths)
+    plan: list[list[Event]] = []
+    n_event = 0
+    for i, n in enumerate(lengths):
+        segment = n // cfg.events
+        events = []
+        for j in range(cfg.events):
+            source = (i + 1 + j % (count - 1)) % count
+            kind = KINDS[(i + j) % len(KINDS)]
+            if kind == "sped_up":
+                rate: float = float(cfg.speeds[n_event % len(cfg.speeds)])
+                step = int(rate)
+            else:
+                rate = cfg.glides[n_event % len(cfg.glides)] * (1 if rng.random() < 0.5 else -1)
+                step = 1
+            length = min(segment // 2, (lengths[source] - 1) // step + 1)
+            start = j * segment + (segment - length) // 2
+            span = (length - 1) * step + 1
+            source_start = int(rng.integers(0, lengths[source] - span + 1))
+            events.append(Event(kind, source, start, length, source_start, rate))
+            n_event += 1
+        plan.append(events)
+    return plan
+
+
+def foreground(frames: list[np.ndarray], threshold: float) -> Iterator[np.ndarray]:
+    """``(H, W) bool`` moving-foreground masks of ``frames`` against their per-pixel median."""
+    gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
+    background = cv2.GaussianBlur(np.median(np.stack(gray), axis=0).astype(np.uint8), (5, 5), 0)
+    opening = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    dilation = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    for g in gray:
+        mask = (cv2.absdiff(cv2.GaussianBlur(g, (5, 5), 0), background) > threshold).astype(np.uint8)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, opening)
+        yield cv2.dilate(mask, dilation).astype(bool)
+
+
+def _shift(image: np.ndarray, dx: int) -> np.ndarray:
+    """``image`` moved ``dx`` pixels to the right (left when negative), the uncovered side zero."""
+    out = np.zeros_like(image)
+    w = image.shape[1]
+    if abs(dx) >= w:
+        return out
+    if dx >= 0:
+        out[:, dx:] = image[:, : w - dx]
+    else:
+        out[:, :dx] = image[:, -dx:]
+    return out
+
+
+def paste_events(
+    frames: list[np.ndarray],
+    sources: list[list[np.ndarray]],
+    masks: list[list[np.ndarray]],
+    events: list[Event],
+    cfg: PastedConfig,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``frames`` with ``events`` pasted in, and the ``(H, W) bool`` pasted-foreground mask of every frame."""
+    out = [f.copy() for f in frames]
+    h, w = frames[0].shape[:2]
+    pasted = [np.zeros((h, w), bool) for _ in frames]
+    for e in events:
+        for j in range(e.length):
+            t = e.start + j
+            if e.kind == "sped_up":
+                s, dx = e.source_start + int(e.rate) * j, 0
+            else:
+                s = e.source_start + j
+                dx = round(e.rate * h / 240 * (j - (e.length - 1) / 2))
+            src, mask = sources[e.source][s], masks[e.source][s]
+            if src.shape[:2] != (h, w):
+                raise DatasetError(
+                    f"held-out training videos differ in frame size ({src.shape[1]}x{src.shape[0]} against "
+                    f"{w}x{h}); a development set is pasted from videos of one fixed camera."
+                )
+            if dx:
+                src, mask = _shift(src, dx), _shift(mask, dx)
+            out[t][mask] = src[mask]
+            pasted[t] |= mask
+    return out, pasted
+
+
+def _write(train: list[Clip], cfg: PastedConfig, out: Path) -> None:
+    kept, held = train[: -cfg.held_out], train[-cfg.held_out :]
+    (out / "train").mkdir(parents=True)
+    for clip in kept:
+        os.symlink(clip.path.resolve(), out / "train" / (clip.name + clip.path.suffix))
+    lengths = [c.frame_count for c in held]
+    plan = plan_events(lengths, cfg)
+    # Foreground of every held-out video, read once; frames stay in memory for the pasting below.
+    frames = [list(c.frames()) for c in held]
+    masks = [list(foreground(f, cfg.threshold)) for f in frames]
+    labels_dir = out / "labels"
+    labels_dir.mkdir()
+    summary = []
+    for clip, video, events in zip(held, frames, plan, strict=True):
+        pasted_frames, pasted = paste_events(video, frames, masks, events, cfg)
+        h, w = pasted[0].shape
+        abnormal = [int(m.sum() >= cfg.min_area * h * w) for m in pasted]
+        name = f"{clip.name}_pasted"
+        write_frames(out / "test" / name, pasted_frames)
+        write_frames(out / "masks" / name, [m.astype(np.uint8) * 255 for m in pasted])
+        (labels_dir / f"{name}.txt").write_text("".join(f"{a}\n" for a in abnormal), encoding="utf-8")
+        summary.append(
+            {
+                "video": name,
+                "from": clip.name,
+                "abnormal_frames": int(sum(abnormal)),
+                "events": [{**asdict(e), "source": held[e.source].name} for e in events],
+            }
+        )
+    info = {"builder": BUILDER_VERSION, **asdict(cfg), "train": [c.name for c in kept], "test": summary}
+    (out / "config.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
