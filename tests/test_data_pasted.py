@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -62,6 +64,22 @@ def test_sped_up_event_shows_every_speed_th_source_frame(source: Dataset, pasted
         m = source_masks[s]
         assert np.array_equal(clip_frames[event.start + j][m], source_frames[s][m])
         assert (masks[event.start + j] >= m).all()
+
+
+def test_single_mode_pastes_one_object_that_it_follows(source: Dataset, tmp_path: Path) -> None:
+    single = load_pasted(source, replace(CONFIG, single=True), cache_dir=tmp_path)
+    crowd = load_pasted(source, CONFIG, cache_dir=tmp_path)
+    assert single.root != crowd.root
+    for one, many in zip(single.test, crowd.test, strict=True):
+        one_masks = np.stack(list(one.masks()))  # type: ignore[arg-type]
+        many_masks = np.stack(list(many.masks()))  # type: ignore[arg-type]
+        assert (many_masks >= one_masks).all()  # the object is part of the foreground
+        assert one_masks.sum() < many_masks.sum()
+        regions = [cv2.connectedComponents(m.astype(np.uint8))[0] - 1 for m in one_masks]
+        assert max(regions) == 1 and sum(regions) > 0
+        centres = [np.argwhere(m).mean(axis=0) for m in one_masks if m.any()]
+        steps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+        assert np.median(steps) < 0.25 * one_masks.shape[1]  # followed, not redrawn at every frame
 
 
 def test_events_alternate_kinds_and_never_paste_a_video_into_itself() -> None:

@@ -14,6 +14,11 @@ development set with known anomalies, in the same scene:
     frame height of 240, scaled to the video's): people who walk normally but travel like a cyclist or a
     skater.
 
+With ``single``, one moving object of the source is pasted instead of all its foreground: a connected
+foreground region drawn at the event's first source frame and followed from frame to frame by its nearest
+region (the event ends early where it is lost), so that one fast object moves among the video's own people,
+as in most benchmark anomalies.
+
 A source frame's foreground is where it differs from the source video's per-pixel median by more than
 ``threshold`` grey levels (after a light blur), opened and slightly dilated, so the pasted pixels carry the
 person and a thin rim of the same scene's background. A frame is abnormal when at least ``min_area`` (a
@@ -61,6 +66,7 @@ class PastedConfig:
     threshold: float = 25.0
     min_area: float = 0.002
     seed: int = 0
+    single: bool = False
 
     def __post_init__(self) -> None:
         if self.held_out < 2:
@@ -185,32 +191,66 @@ def _shift(image: np.ndarray, dx: int) -> np.ndarray:
     return out
 
 
+def source_frames(event: Event) -> list[int]:
+    """The source frame shown at each step of ``event``."""
+    step = int(event.rate) if event.kind == "sped_up" else 1
+    return [event.source_start + step * j for j in range(event.length)]
+
+
+def follow_one(
+    masks: list[np.ndarray], frames: list[int], min_pixels: float, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """One object's masks at ``frames`` of a source: a region of at least ``min_pixels`` drawn at the first
+    frame, then at each frame the region whose centre is nearest the last one's, if it lies within the
+    object's height (plus the frames skipped); the list ends where the object is lost."""
+    out: list[np.ndarray] = []
+    centre: np.ndarray | None = None
+    height = 0.0
+    gap = frames[1] - frames[0] if len(frames) > 1 else 1
+    for s in frames:
+        count, labels, stats, centres = cv2.connectedComponentsWithStats(
+            masks[s].astype(np.uint8), connectivity=8
+        )
+        big = [k for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= min_pixels]
+        if not big:
+            break
+        if centre is None:
+            k = int(rng.choice(big))
+        else:
+            distance = {k: float(np.linalg.norm(centres[k] - centre)) for k in big}
+            k = min(distance, key=distance.__getitem__)
+            if distance[k] > height + 2.0 * gap:
+                break
+        centre, height = centres[k], float(stats[k, cv2.CC_STAT_HEIGHT])
+        out.append(labels == k)
+    return out
+
+
 def paste_events(
     frames: list[np.ndarray],
     sources: list[list[np.ndarray]],
-    masks: list[list[np.ndarray]],
+    event_masks: list[list[np.ndarray]],
     events: list[Event],
-    cfg: PastedConfig,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``frames`` with ``events`` pasted in, and the ``(H, W) bool`` pasted-foreground mask of every frame."""
+    """``frames`` with ``events`` pasted in, and the ``(H, W) bool`` pasted-foreground mask of every frame.
+
+    ``event_masks[k][j]`` is what event ``k`` pastes at its step ``j`` (in its source frame's coordinates);
+    an event with fewer masks than steps ends early.
+    """
     out = [f.copy() for f in frames]
     h, w = frames[0].shape[:2]
     pasted = [np.zeros((h, w), bool) for _ in frames]
-    for e in events:
-        for j in range(e.length):
+    for e, pieces in zip(events, event_masks, strict=True):
+        for j, (s, mask) in enumerate(zip(source_frames(e), pieces, strict=False)):
             t = e.start + j
-            if e.kind == "sped_up":
-                s, dx = e.source_start + int(e.rate) * j, 0
-            else:
-                s = e.source_start + j
-                dx = round(e.rate * h / 240 * (j - (e.length - 1) / 2))
-            src, mask = sources[e.source][s], masks[e.source][s]
+            src = sources[e.source][s]
             if src.shape[:2] != (h, w):
                 raise DatasetError(
                     f"held-out training videos differ in frame size ({src.shape[1]}x{src.shape[0]} against "
                     f"{w}x{h}); a development set is pasted from videos of one fixed camera."
                 )
-            if dx:
+            if e.kind == "gliding":
+                dx = round(e.rate * h / 240 * (j - (e.length - 1) / 2))
                 src, mask = _shift(src, dx), _shift(mask, dx)
             out[t][mask] = src[mask]
             pasted[t] |= mask
@@ -230,9 +270,16 @@ def _write(train: list[Clip], cfg: PastedConfig, out: Path) -> None:
     labels_dir = out / "labels"
     labels_dir.mkdir()
     summary = []
+    h, w = frames[0][0].shape[:2]
+    rng = np.random.default_rng([cfg.seed, 1])
     for clip, video, events in zip(held, frames, plan, strict=True):
-        pasted_frames, pasted = paste_events(video, frames, masks, events, cfg)
-        h, w = pasted[0].shape
+        event_masks = [
+            follow_one(masks[e.source], source_frames(e), cfg.min_area * h * w, rng)
+            if cfg.single
+            else [masks[e.source][s] for s in source_frames(e)]
+            for e in events
+        ]
+        pasted_frames, pasted = paste_events(video, frames, event_masks, events)
         abnormal = [int(m.sum() >= cfg.min_area * h * w) for m in pasted]
         name = f"{clip.name}_pasted"
         write_frames(out / "test" / name, pasted_frames)
@@ -243,7 +290,10 @@ def _write(train: list[Clip], cfg: PastedConfig, out: Path) -> None:
                 "video": name,
                 "from": clip.name,
                 "abnormal_frames": int(sum(abnormal)),
-                "events": [{**asdict(e), "source": held[e.source].name} for e in events],
+                "events": [
+                    {**asdict(e), "source": held[e.source].name, "pasted_steps": len(m)}
+                    for e, m in zip(events, event_masks, strict=True)
+                ],
             }
         )
     info = {"builder": BUILDER_VERSION, **asdict(cfg), "train": [c.name for c in kept], "test": summary}
