@@ -36,8 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +45,7 @@ import numpy as np
 
 from aedcli.data.clips import Clip, Dataset
 from aedcli.data.folder import load_folder
-from aedcli.data.synthetic import cache_root, write_frames
+from aedcli.data.synthetic import cache_root, cached_folder, write_frames
 from aedcli.errors import DatasetError
 
 # Part of the cache key: bump it whenever the builder's output changes for an unchanged config.
@@ -115,21 +113,7 @@ def build_pasted(dataset: Dataset, config: PastedConfig | None = None, cache_dir
         )
     parent = Path(cache_dir) if cache_dir is not None else cache_root()
     final = parent / f"pasted-{dataset.name}-{cfg.cache_key(dataset.train)}"
-    if final.is_dir():
-        return final
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
-    try:
-        _write(dataset.train, cfg, tmp)
-        os.replace(tmp, final)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # another process may have finished the same folder first
-        if not final.is_dir():
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    return cached_folder(final, lambda out: _write(dataset.train, cfg, out))
 
 
 def plan_events(lengths: list[int], cfg: PastedConfig) -> list[list[Event]]:

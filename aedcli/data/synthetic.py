@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -98,13 +99,18 @@ def generate_synthetic(config: SyntheticConfig | None = None, cache_dir: Path | 
     generated now when it does not exist yet."""
     config = config or SyntheticConfig()
     parent = Path(cache_dir) if cache_dir is not None else cache_root()
-    final = parent / f"synthetic-{config.cache_key()}"
+    return cached_folder(parent / f"synthetic-{config.cache_key()}", lambda out: _write_dataset(config, out))
+
+
+def cached_folder(final: Path, write: Callable[[Path], None]) -> Path:
+    """``final``, first written by ``write`` into a temporary folder beside it and renamed into place when it
+    does not exist yet, so that an interrupted run leaves nothing half-written."""
     if final.is_dir():
         return final
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        _write_dataset(config, tmp)
+        write(tmp)
         os.replace(tmp, final)
     except OSError:
         # Another process may have finished the same folder first; its copy is identical, keep it.
