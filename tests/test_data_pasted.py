@@ -104,3 +104,22 @@ def test_the_set_is_built_once_and_reused(source: Dataset, tmp_path: Path) -> No
 def test_too_few_training_videos_are_refused_with_the_count(source: Dataset, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"has 4 training videos.*at least 5"):
         build_pasted(source, PastedConfig(held_out=4), cache_dir=tmp_path)
+
+
+def test_devset_command_writes_a_folder_dataset_and_refuses_an_existing_out(
+    source: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aedcli.cli import main
+    from aedcli.data.folder import load_folder
+
+    out = tmp_path / "dev"
+    main(["devset", "--dataset", "folder", "--root", str(source.root), "--out", str(out), "--held-out", "2"])
+    made = load_folder(out)
+    assert [c.name for c in made.test] == ["train03_pasted", "train04_pasted"]
+    assert made.has_labels and made.has_masks and "frames abnormal" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        main(["devset", "--dataset", "folder", "--root", str(source.root), "--out", str(out)])
+    assert refused.value.code != 0 and f"{out} already exists" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["devset", "--dataset", "folder", "--root", str(source.root), "--out", str(tmp_path / "d2")])
+    assert "has 4 training videos" in capsys.readouterr().err and not (tmp_path / "d2").exists()

@@ -7,7 +7,7 @@ import typer
 
 def register_commands(app: typer.Typer) -> None:
     """Attach every subcommand to ``app`` (imports stay lazy inside each command body)."""
-    from aedcli.commands import bench, calibrate, detect, distill, evaluate, export, soup, teach
+    from aedcli.commands import bench, calibrate, detect, devset, distill, evaluate, export, soup, teach
 
     app.command("teach")(teach.teach)
     app.command("distill")(distill.distill)
@@ -17,3 +17,4 @@ def register_commands(app: typer.Typer) -> None:
     app.command("calibrate")(calibrate.calibrate)
     app.command("export")(export.export)
     app.command("soup")(soup.soup)
+    app.command("devset")(devset.devset)

@@ -106,14 +106,18 @@ def load_pasted(
 def build_pasted(dataset: Dataset, config: PastedConfig | None = None, cache_dir: Path | None = None) -> Path:
     """The folder holding the development set, written now when it does not exist yet."""
     cfg = config or PastedConfig()
-    if len(dataset.train) < cfg.held_out + 1:
+    parent = Path(cache_dir) if cache_dir is not None else cache_root()
+    return write_pasted(dataset, cfg, parent / f"pasted-{dataset.name}-{cfg.cache_key(dataset.train)}")
+
+
+def write_pasted(dataset: Dataset, config: PastedConfig, out: Path) -> Path:
+    """Write the development set into ``out`` (atomically; an existing ``out`` is returned as it is)."""
+    if len(dataset.train) < config.held_out + 1:
         raise DatasetError(
             f"dataset '{dataset.name}' at {dataset.root} has {len(dataset.train)} training videos; a "
-            f"development set holding {cfg.held_out} of them out needs at least {cfg.held_out + 1}."
+            f"development set holding {config.held_out} of them out needs at least {config.held_out + 1}."
         )
-    parent = Path(cache_dir) if cache_dir is not None else cache_root()
-    final = parent / f"pasted-{dataset.name}-{cfg.cache_key(dataset.train)}"
-    return cached_folder(final, lambda out: _write(dataset.train, cfg, out))
+    return cached_folder(out, lambda tmp: _write(dataset.train, config, tmp))
 
 
 def plan_events(lengths: list[int], cfg: PastedConfig) -> list[list[Event]]:
