@@ -116,7 +116,8 @@ def write_pasted(dataset: Dataset, config: PastedConfig, out: Path) -> Path:
     if len(dataset.train) < config.held_out + 1:
         raise DatasetError(
             f"dataset '{dataset.name}' at {dataset.root} has {len(dataset.train)} training videos; a "
-            f"development set holding {config.held_out} of them out needs at least {config.held_out + 1}."
+            f"development set holding {config.held_out} of them out needs at least {config.held_out + 1}; "
+            "hold out fewer (--held-out) or add training videos."
         )
     return cached_folder(out, lambda tmp: _write(dataset.train, config, tmp))
 
