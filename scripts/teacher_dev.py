@@ -55,7 +55,7 @@ import numpy as np
 
 from aedcli.data import load_dataset
 from aedcli.data.clips import Clip, Dataset
-from aedcli.data.pasted import PastedConfig, load_pasted
+from aedcli.data.pasted import ONE_OBJECT, PastedConfig, load_pasted
 from aedcli.data.synthetic import SyntheticConfig, load_synthetic
 from aedcli.metrics import micro_auc
 from aedcli.teachers.appearance_motion import COMPONENTS, AppearanceMotionTeacher
@@ -74,7 +74,7 @@ DEV_SET = SyntheticConfig(seed=7, train_videos=8, test_videos=8, frames=96)
 # anyone moves (:mod:`aedcli.data.pasted`); only training video is used, never the benchmark's test set.
 # The fifteenth round's: one moving object per event, followed from frame to frame, at graded speeds.
 PASTED = PastedConfig()
-PASTED_ONE = PastedConfig(single=True, events=3, speeds=(2, 3, 4), glides=(1.5, 2.5, 3.5))
+PASTED_ONE = ONE_OBJECT
 DEV_SETS = ("synthetic", "ped2-pasted", "ped2-one")
 
 # Options in order of simplicity: on a tie the earlier one wins.

@@ -31,21 +31,16 @@ def devset(
     """Hold out the last training videos and paste into them moving objects of the others' footage, sped up
     2-4x or gliding sideways, with frame labels and pixel masks: a development set in the camera's own scene,
     for choosing options without anyone's test labels. The camera must not move between videos."""
+    from dataclasses import replace
+
     from aedcli.data import load_dataset
     from aedcli.data.folder import load_folder
-    from aedcli.data.pasted import PastedConfig, write_pasted
+    from aedcli.data.pasted import ONE_OBJECT, write_pasted
     from aedcli.errors import UsageError
 
     if out.exists():
         raise UsageError(f"{out} already exists; choose another --out or remove it first.")
-    config = PastedConfig(
-        held_out=held_out,
-        events=events,
-        speeds=(2, 3, 4),
-        glides=(1.5, 2.5, 3.5),
-        single=not crowd,
-        seed=seed,
-    )
+    config = replace(ONE_OBJECT, held_out=held_out, events=events, single=not crowd, seed=seed)
     write_pasted(load_dataset(dataset, root), config, out)
     made = load_folder(out)
     frames = sum(c.frame_count for c in made.test)

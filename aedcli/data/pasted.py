@@ -83,6 +83,10 @@ class PastedConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+ONE_OBJECT = PastedConfig(single=True, events=3, speeds=(2, 3, 4), glides=(1.5, 2.5, 3.5))
+"""One followed object per event at graded speeds: what ``aed devset`` makes (the fifteenth round's set)."""
+
+
 @dataclass(frozen=True)
 class Event:
     """One pasted stretch: ``kind`` from ``source`` into frames ``start`` .. ``start + length - 1``."""
