@@ -38,6 +38,14 @@ measures nothing and applies the same rules to the averaged tables).
     python scripts/teacher_dev.py --work /tmp/teacher-dev --json teacher_dev.json
     python scripts/teacher_dev.py --dev-set ped2-pasted --root PED2 --json teacher_dev_ped2.json
     python scripts/teacher_dev.py --decide teacher_dev.json teacher_dev_ped2.json
+
+Any camera: make a development set from its normal video with ``aed devset``, run every group on it, and
+train the teachers with what it chose (the sixteenth round did this for Ped2):
+
+    aed devset --dataset folder --root MYCAM --out MYCAM-dev
+    python scripts/teacher_dev.py --dev-set folder --root MYCAM-dev --json MYCAM-choices.json
+    aed teach --dataset folder --root MYCAM --out runs/mycam/targets --teachers a,b,flow \
+        --choices MYCAM-choices.json
 """
 
 from __future__ import annotations
@@ -58,9 +66,11 @@ from aedcli.data.clips import Clip, Dataset
 from aedcli.data.pasted import ONE_OBJECT, PastedConfig, load_pasted
 from aedcli.data.synthetic import SyntheticConfig, load_synthetic
 from aedcli.metrics import micro_auc
-from aedcli.teachers.appearance_motion import COMPONENTS, AppearanceMotionTeacher
-from aedcli.teachers.base import TUBE_RADIUS, ObjectBatch
+from aedcli.teachers import choices
+from aedcli.teachers.appearance_motion import AppearanceMotionTeacher
+from aedcli.teachers.base import ObjectBatch
 from aedcli.teachers.calibration import CountCorrection
+from aedcli.teachers.choices import pairs_group
 from aedcli.teachers.maps import ScoreScaler
 from aedcli.teachers.multitask import MultiTaskConfig, MultiTaskTeacher
 from aedcli.teachers.objects import concat_batches, iter_object_batches
@@ -75,55 +85,24 @@ DEV_SET = SyntheticConfig(seed=7, train_videos=8, test_videos=8, frames=96)
 # The fifteenth round's: one moving object per event, followed from frame to frame, at graded speeds.
 PASTED = PastedConfig()
 PASTED_ONE = ONE_OBJECT
-DEV_SETS = ("synthetic", "ped2-pasted", "ped2-one")
+DEV_SETS = ("synthetic", "ped2-pasted", "ped2-one", "folder")
 
-# Options in order of simplicity: on a tie the earlier one wins.
-WEIGHT_OPTIONS: dict[str, dict[str, float]] = {
-    "all five, equal": dict.fromkeys(COMPONENTS, 1.0),
-    "without motion error": {**dict.fromkeys(COMPONENTS, 1.0), "motion_error": 0.0},
-    "speed only": {**dict.fromkeys(COMPONENTS, 0.0), "motion_speed": 1.0},
-    "appearance only": {
-        **dict.fromkeys(COMPONENTS, 0.0),
-        "appearance_error": 1.0,
-        "appearance_class": 1.0,
-    },
-    "motion only (no speed)": {**dict.fromkeys(COMPONENTS, 0.0), "motion_error": 1.0, "motion_class": 1.0},
-}
-
-CONTEXT = 256  # peers nearest in box height and position when perspective conditioning is on
-_NEIGHBOURING = [[TUBE_RADIUS - 1, TUBE_RADIUS], [TUBE_RADIUS, TUBE_RADIUS + 1]]
-VELOCITY_OPTIONS: dict[str, dict[str, Any]] = {
-    "plain: flag slow, neighbouring pairs, no context": {
-        "flag_slow": True,
-        "pairs": _NEIGHBOURING,
-        "context_neighbours": 0,
-    },
-    "floor slow at the median": {"flag_slow": False, "pairs": _NEIGHBOURING, "context_neighbours": 0},
-    "three-frame pairs": {"flag_slow": True, "context_neighbours": 0},
-    "perspective context": {"flag_slow": True, "pairs": _NEIGHBOURING, "context_neighbours": CONTEXT},
-    "floor + three-frame pairs": {"flag_slow": False, "context_neighbours": 0},
-    "floor + three-frame pairs + context": {"flag_slow": False, "context_neighbours": CONTEXT},
-}
+# The options of every group, in order of simplicity (on a tie the earlier one wins), live in
+# :mod:`aedcli.teachers.choices`, which ``aed teach --choices`` reads a report's choices with.
+WEIGHT_OPTIONS = choices.A_WEIGHTS
+VELOCITY_OPTIONS = choices.VELOCITY
 # How teacher A's weighted components make one score (``AppearanceMotionConfig.combine``): the earlier
 # default first, so that it is kept unless a tail combination beats it by more than TIE (the ninth round's
 # rule, committed before the script first ran with these options).
-COMBINE_OPTIONS = {
-    "linear sum (median 0, 99th percentile 1)": "linear",
-    "tail probabilities, summed": "tail-sum",
-    "tail probabilities, largest": "tail-max",
-}
+COMBINE_OPTIONS = choices.A_COMBINES
 # How each teacher's scores are scaled before the teachers' mean (``aed teach --normalisation``): the
 # earlier default first, kept unless rarity scaling beats it by more than TIE (the tenth round's rule,
 # committed before the script first ran with these options).
-SCALING_OPTIONS = ("train", "train-rarity")
+SCALING_OPTIONS = choices.SCALINGS
 # How teacher b's three task errors make one score (``MultiTaskConfig.combine``): the earlier default first,
 # kept unless a tail combination beats it by more than TIE (the twelfth round's rule, committed before the
 # script first ran with these options).
-B_COMBINE_OPTIONS = {
-    "standardised errors, summed": "z-sum",
-    "tail probabilities, summed": "tail-sum",
-    "tail probabilities, largest": "tail-max",
-}
+B_COMBINE_OPTIONS = choices.B_COMBINES
 # Teacher a's and teacher b's combinations chosen for the teachers' mean (the thirteenth round's rule,
 # committed before the script first ran with these options): today's defaults first, kept unless another
 # pair beats them by more than TIE.
@@ -131,7 +110,7 @@ MEAN_COMBINES = {"a": ("tail-max", "tail-sum", "linear"), "b": ("tail-max", "tai
 MEAN_COMBINE_PAIRS = [(a, b) for a in MEAN_COMBINES["a"] for b in MEAN_COMBINES["b"]]
 # Frame calibration: the option under test comes first, so that it is kept unless it costs more than TIE
 # (the rule was committed before the script first ran with these options).
-CALIBRATION_OPTIONS = ("count-corrected", "max of raw scores")
+CALIBRATION_OPTIONS = tuple(choices.CALIBRATIONS)
 TIE = 0.005
 # A set made by pasting moving people holds motion anomalies only, so it cannot tell what teacher a's
 # appearance components are worth and would always favour dropping them: on such a set alone (the sixteenth
@@ -179,6 +158,12 @@ def load_dev_set(name: str, root: Path | None, seed: int = 0) -> tuple[Dataset, 
             f"{len(dataset.test)} test videos of {DEV_SET.frames} frames)"
         )
         return dataset, dataclasses.asdict(DEV_SET), about
+    if name == "folder":  # what ``aed devset`` wrote (or any labelled folder dataset)
+        dataset = load_dataset("folder", root)
+        made = root / "config.json" if root is not None else None
+        config = json.loads(made.read_text()) if made is not None and made.is_file() else {}
+        about = f"development set {root} ({len(dataset.train)} train / {len(dataset.test)} test videos)"
+        return dataset, {"source": "folder", "root": str(root), "pasted": bool(config), **config}, about
     source_name, variant = name.split("-")
     config = dataclasses.replace(PASTED_ONE if variant == "one" else PASTED, seed=seed)
     source = load_dataset(source_name, root)
@@ -340,10 +325,6 @@ def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
     return table
 
 
-def pairs_group(scaling: str) -> str:
-    return f"teachers' mean ({scaling} scaling), a and b combinations"
-
-
 def report(
     table: dict[str, dict[str, float]],
     about: str,
@@ -408,7 +389,9 @@ def mean_table(tables: list[dict[str, dict[str, float]]]) -> dict[str, dict[str,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dev-set", choices=DEV_SETS, default="synthetic", help="which development set")
-    p.add_argument("--root", type=Path, help="dataset root for a Ped2-made development set")
+    p.add_argument(
+        "--root", type=Path, help="dataset root for a Ped2-made set, or the folder of --dev-set folder"
+    )
     p.add_argument(
         "--seed", type=int, default=0, help="draw a Ped2-made set's events with this seed (default 0)"
     )
@@ -440,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     dataset, config, about = load_dev_set(args.dev_set, args.root, args.seed)
     table = measure(dataset, work)
     frames = sum(c.frame_count for c in dataset.test)
-    pasted = args.dev_set != "synthetic"
+    # Sets made by pasting moving people hold motion anomalies only; a folder is one if aed devset made it.
+    pasted = args.dev_set.startswith("ped2-") or bool(config.get("pasted"))
     chosen = report(
         table,
         f"{about}; micro AUC over all {frames} test frames",

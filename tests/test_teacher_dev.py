@@ -93,3 +93,38 @@ def test_groups_missing_from_one_report_are_left_out_of_the_mean() -> None:
     older = {"teachers' mean, scaling": {"train": 0.7, "train-rarity": 0.6}}
     mean = dev.mean_table([full, older])
     assert mean == {"teachers' mean, scaling": pytest.approx({"train": 0.8, "train-rarity": 0.7})}
+
+
+def test_on_a_pasted_set_only_weight_options_keeping_appearance_can_be_chosen(capsys) -> None:
+    report = json.loads(
+        (
+            Path(__file__).resolve().parent.parent / "docs/results/reports/teacher_dev-round15-ped2-one.json"
+        ).read_text()
+    )
+    table = report["micro_auc"]
+    assert dev.report(table, "any")["teacher a weights"] == "speed only"  # the best, when nothing is barred
+    chosen = dev.report(table, "pasted", dev.APPEARANCE_CANDIDATES)
+    assert chosen["teacher a weights"] == "all five, equal"  # within 0.005 of the best that keeps appearance
+    assert "speed only  (not a candidate)" in capsys.readouterr().out
+    assert set(dev.APPEARANCE_CANDIDATES["teacher a weights"]) == {
+        "all five, equal",
+        "without motion error",
+        "appearance only",
+    }
+
+
+def test_a_folder_made_by_aed_devset_is_a_pasted_development_set(tmp_path: Path) -> None:
+    from aedcli.data.pasted import PastedConfig, build_pasted
+    from aedcli.data.synthetic import SyntheticConfig, load_synthetic
+
+    source = load_synthetic(
+        SyntheticConfig(seed=3, height=64, width=96, train_videos=4, test_videos=0, frames=48),
+        cache_dir=tmp_path / "synthetic",
+    )
+    made = build_pasted(
+        source, PastedConfig(held_out=2, events=2, speeds=(3,), glides=(4.0,), threshold=20.0), tmp_path
+    )
+    dataset, config, about = dev.load_dev_set("folder", made)
+    assert len(dataset.train) == 2 and len(dataset.test) == 2 and str(made) in about
+    assert config["pasted"] and config["source"] == "folder" and config["held_out"] == 2
+    assert any(clip.labels.any() for clip in dataset.test)

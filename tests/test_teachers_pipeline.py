@@ -456,3 +456,85 @@ def test_distill_adds_targets_painted_the_way_the_folder_was(taught, synthetic, 
     added = load_targets(paths.targets("a", fast[0].split, fast[0].name))
     assert added.meta["normalisation"] == "train"  # not the default
     assert paths.targets("a", "train", first.name).stat().st_mtime_ns == before  # nothing repainted
+
+
+def test_chosen_options_reweight_a_reused_teacher_a_and_correct_only_the_teachers_named(
+    taught, synthetic, tmp_path
+) -> None:
+    from aedcli.teachers.choices import A_WEIGHTS, TeacherChoices
+
+    src, _ = taught
+    _copy_teacher(src, tmp_path / "t")
+    chosen = TeacherChoices(a_weights=A_WEIGHTS["all five, equal"], corrections={"a": "count"})
+    cfg = TeachConfig.with_choices(chosen, max_train_objects=400)
+    report = ensure_targets(synthetic, tmp_path / "t", ["a"], progress=False, epochs=EPOCHS, config=cfg)
+    tr = report.teachers["a"]
+    assert not tr.fitted and tr.fit_stats["weights"] == A_WEIGHTS["all five, equal"]  # same networks
+    before = AppearanceMotionTeacher.load(src / "a" / "teacher.pt")
+    after = AppearanceMotionTeacher.load(tmp_path / "t" / "a" / "teacher.pt")
+    assert before.config.weights["motion_error"] == 0.0 and after.config.weights["motion_error"] == 1.0
+    assert stored_scaling(tmp_path / "t", "a")[1].frame_correction == "count"
+    clip = synthetic.test[0]
+    old = load_targets(TargetPaths(src).targets("a", "test", clip.name)).raw
+    new = load_targets(TargetPaths(tmp_path / "t").targets("a", "test", clip.name)).raw
+    assert len(new) == len(old) and not np.allclose(new, old)  # the motion error now counts
+    assert cfg.correction_for("b") == "none"
+
+
+def test_chosen_velocity_switches_train_the_flow_teacher_and_a_file_with_others_is_trained_again(
+    taught, synthetic, tmp_path, caplog
+) -> None:
+    from aedcli.teachers.velocity import VelocityTeacher
+
+    src, _ = taught
+    shutil.copytree(src / "boxes", tmp_path / "t" / "boxes")
+    floor = TeachConfig(max_train_objects=300, velocity={"flag_slow": False, "context_neighbours": 16})
+    first = ensure_targets(synthetic, tmp_path / "t", ["flow"], progress=False, config=floor)
+    path = TargetPaths(tmp_path / "t").teacher_file("flow")
+    assert first.teachers["flow"].fitted
+    fitted = VelocityTeacher.load(path)
+    assert not fitted.config.flag_slow and fitted.config.context_neighbours == 16
+    same = ensure_targets(synthetic, tmp_path / "t", ["flow"], progress=False, config=floor)
+    assert not same.teachers["flow"].fitted and same.teachers["flow"].clips_scored == 0
+    flag = replace(floor, velocity={"flag_slow": True, "context_neighbours": 0})
+    with caplog.at_level(logging.WARNING, logger="aedcli"):
+        again = ensure_targets(synthetic, tmp_path / "t", ["flow"], progress=False, config=flag)
+    assert again.teachers["flow"].fitted and "trained with other context_neighbours, flag_slow" in caplog.text
+    refit = VelocityTeacher.load(path)
+    assert refit.config.flag_slow and refit.config.context_neighbours == 0
+
+
+def test_teach_choices_applies_a_report_and_refuses_the_options_it_replaces(taught, tmp_path) -> None:
+    from aedcli.commands.teach import teach
+
+    src, _ = taught
+    shutil.copytree(src, tmp_path / "t")
+    report = tmp_path / "choices.json"
+    report.write_text(
+        json.dumps(
+            {
+                "chosen": {
+                    "teacher a weights": "all five, equal",
+                    "teacher a frame calibration": "count-corrected",
+                }
+            }
+        )
+    )
+    app = typer.Typer()
+    app.command()(teach)
+    app.command("noop")(lambda: None)
+    args = ["teach", "--dataset", "synthetic", "--out", str(tmp_path / "t"), "--teachers", "a", "--quiet"]
+    result = CliRunner().invoke(app, [*args, "--choices", str(report)])
+    assert result.exit_code == 0, result.output
+    assert f"options from {report}: a weights" in " ".join(result.output.split())
+    assert (
+        AppearanceMotionTeacher.load(tmp_path / "t" / "a" / "teacher.pt").config.weights["motion_error"]
+        == 1.0
+    )
+    assert stored_scaling(tmp_path / "t", "a")[1].frame_correction == "count"
+    bad = CliRunner().invoke(
+        app, [*args, "--choices", str(report), "--b-seeds", "2", "--a-combine", "linear"]
+    )
+    assert isinstance(bad.exception, UsageError) and "drop --a-combine and --b-seeds" in str(bad.exception)
+    missing = CliRunner().invoke(app, [*args, "--choices", str(tmp_path / "none.json")])
+    assert isinstance(missing.exception, UsageError) and "none.json does not exist" in str(missing.exception)

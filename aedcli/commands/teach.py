@@ -136,6 +136,16 @@ def teach(
         "'aed distill --speedups').",
         show_default=False,
     ),
+    choices: Path | None = typer.Option(
+        None,
+        "--choices",
+        metavar="REPORT",
+        help="Train with the options a development run chose (the JSON of scripts/teacher_dev.py --json, "
+        "e.g. on a set made by 'aed devset' from this camera's normal video): teacher a's weights and "
+        "combination, b's combination and seeds, the flow teacher's switches, frame corrections and "
+        "scaling. Replaces --a-combine, --b-combine, --b-seeds, --frame-correction and --normalisation.",
+        show_default=False,
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Train the object-centric teachers on normal training video and write their target maps."""
@@ -143,6 +153,7 @@ def teach(
     from aedcli.data import load_dataset
     from aedcli.data.clips import sped_up_clips
     from aedcli.teachers import parse_teachers
+    from aedcli.teachers.choices import load_choices
     from aedcli.teachers.maps import NORMALISATIONS
     from aedcli.teachers.pipeline import TeachConfig, ensure_targets, install_teacher_files
     from aedcli.teachers.proposals import ProposalConfig
@@ -158,17 +169,34 @@ def teach(
     names = parse_teachers(teachers)
     lo, hi = _percentiles(scale)
     factors = parse_factors(speedups) if speedups else ()
-    cfg = TeachConfig(
+    fields = dict(
         proposals=ProposalConfig(method=proposals, detector=str(detector) if detector else None),
         max_train_objects=max_objects,
         lo_percentile=lo,
         hi_percentile=hi,
         frame_correction=frame_correction,
         seed=seed,
-        b_seeds=b_seeds,
-        a_combine=a_combine,
-        b_combine=b_combine,
     )
+    chosen = None
+    if choices is not None:
+        given = [
+            flag
+            for flag, value, default in (
+                ("--a-combine", a_combine, None),
+                ("--b-combine", b_combine, None),
+                ("--b-seeds", b_seeds, 1),
+                ("--frame-correction", frame_correction, "none"),
+                ("--normalisation", normalisation, "train"),
+            )
+            if value != default
+        ]
+        if given:
+            raise UsageError(f"--choices sets {', '.join(given)} itself; drop {' and '.join(given)}.")
+        chosen = load_choices(choices)
+        normalisation = chosen.normalisation or normalisation
+        cfg = TeachConfig.with_choices(chosen, **fields)
+    else:
+        cfg = TeachConfig(**fields, b_seeds=b_seeds, a_combine=a_combine, b_combine=b_combine)
     ds = load_dataset(dataset, root)
     if teachers_from is not None:
         install_teacher_files(teachers_from, out, names)
@@ -185,6 +213,8 @@ def teach(
     )
 
     console = Console()
+    if chosen is not None:
+        console.print(f"options from {choices}: {chosen.describe()}", markup=False, highlight=False)
     trained = f"{report.train_objects} training objects" if report.train_objects else "no teacher trained"
     console.print(
         f"[bold]{ds.name}[/]: {report.clips} clips, {report.frames} frames; proposals "

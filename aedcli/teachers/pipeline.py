@@ -78,6 +78,7 @@ from aedcli.teachers.proposals import ClipBoxes, ProposalConfig, boxes_to_rows, 
 
 if TYPE_CHECKING:
     from aedcli.data import Clip, Dataset
+    from aedcli.teachers.choices import TeacherChoices
 
 log = logging.getLogger("aedcli")
 
@@ -118,6 +119,9 @@ class TeachConfig:
     b_seeds: int = 1
     a_combine: str | None = None  # None: teacher A's own default, or what a reused file holds
     b_combine: str | None = None  # the same for teacher B
+    a_weights: dict[str, float] | None = None  # teacher A's component weights (None: as for a_combine)
+    velocity: dict[str, Any] | None = None  # fields of the velocity teacher's config (None: its defaults)
+    corrections: dict[str, str] = field(default_factory=dict)  # teacher -> frame correction, over the above
 
     def __post_init__(self) -> None:
         from aedcli.teachers.appearance_motion import COMBINES as A_COMBINES
@@ -128,11 +132,28 @@ class TeachConfig:
                 raise UsageError(f"--{option}-combine '{value}' is unknown; use one of {', '.join(known)}.")
         if self.b_seeds < 1:
             raise UsageError(f"--b-seeds must be 1 or more, not {self.b_seeds}.")
-        if self.frame_correction not in FRAME_CORRECTIONS:
-            raise UsageError(
-                f"--frame-correction '{self.frame_correction}' is unknown; "
-                f"use one of {', '.join(FRAME_CORRECTIONS)}."
-            )
+        for value in (self.frame_correction, *self.corrections.values()):
+            if value not in FRAME_CORRECTIONS:
+                raise UsageError(
+                    f"--frame-correction '{value}' is unknown; use one of {', '.join(FRAME_CORRECTIONS)}."
+                )
+
+    def correction_for(self, teacher: str) -> str:
+        """The frame correction of ``teacher``'s scores: its own if set, else ``frame_correction``."""
+        return self.corrections.get(teacher, self.frame_correction)
+
+    @classmethod
+    def with_choices(cls, choices: TeacherChoices, **fields: Any) -> TeachConfig:
+        """A config with ``fields`` and the teacher options of ``choices`` (``aed teach --choices``)."""
+        return cls(
+            **fields,
+            a_combine=choices.a_combine,
+            b_combine=choices.b_combine,
+            b_seeds=choices.b_seeds or 1,
+            a_weights=choices.a_weights,
+            velocity=choices.velocity,
+            corrections=dict(choices.corrections),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -447,10 +468,14 @@ def _load_or_fit(
         except (WeightsError, OSError, ValueError, KeyError, RuntimeError) as exc:
             log.warning("teacher file %s cannot be used (%s); training it again.", path, exc)
         else:
-            combine = _teacher_options(name, cfg).get("combine")
-            if combine is not None and combine != teacher.config.combine:
-                _recombine(teacher, combine, objects(), path, tr)
-            return teacher
+            options = _teacher_options(name, cfg)
+            changed = {k: v for k, v in options.items() if getattr(teacher.config, k) != v}
+            if not changed.keys() - RESCORED_ONLY:
+                if changed:
+                    _recombine(teacher, changed, objects(), path, tr)
+                return teacher
+            other = ", ".join(sorted(changed))
+            log.warning("teacher file %s was trained with other %s; training it again.", path, other)
     batches = objects()
     if sum(len(b) for b in batches) == 0:
         raise AedError(
@@ -483,16 +508,27 @@ def _teacher_options(name: str, cfg: TeachConfig) -> dict[str, Any]:
         options["combine"] = cfg.b_combine
     if name == "b" and cfg.b_seeds != 1:
         options["seeds"] = cfg.b_seeds
+    if name == "a" and cfg.a_weights is not None:
+        options["weights"] = dict(cfg.a_weights)
+    if name == "flow" and cfg.velocity is not None:
+        options.update(cfg.velocity)
     return options
 
 
-def _recombine(teacher: Any, combine: str, batches: list[ObjectBatch], path: Path, tr: TeacherReport) -> None:
+# Options of a teacher's own config that only change how its networks' outputs make a score: a reused file
+# takes them without training again. Any other option that differs from the file's trains it again.
+RESCORED_ONLY = frozenset({"combine", "weights"})
+
+
+def _recombine(
+    teacher: Any, changed: dict[str, Any], batches: list[ObjectBatch], path: Path, tr: TeacherReport
+) -> None:
     """A teacher's networks kept, its components combined another way: measured again on the training
     objects (the statistics a tail combination needs) and saved, so its scores are computed again."""
-    teacher.config = replace(teacher.config, combine=combine)
+    teacher.config = replace(teacher.config, **changed)
     teacher.calibrate(batches)
     teacher.save(path)
-    tr.fit_stats = {"reused": str(path), "combine": combine}
+    tr.fit_stats = {"reused": str(path), **changed}
 
 
 def _run_scoring(
@@ -663,7 +699,8 @@ def ensure_targets(
             )
 
             train_raw = np.concatenate([raw[(c.split, c.name)][1] for c in dataset.train])
-            correction = CountCorrection.from_training(train_raw) if cfg.frame_correction == "count" else None
+            counted = cfg.correction_for(name) == "count"
+            correction = CountCorrection.from_training(train_raw) if counted else None
             calibrated = {k: _calibrated(correction, rows, scores) for k, (rows, scores) in raw.items()}
             scaler = ScoreScaler.from_training(
                 np.concatenate([calibrated[(c.split, c.name)] for c in dataset.train]),
@@ -676,8 +713,8 @@ def ensure_targets(
             stored: dict[str, Any] = scaler.to_dict()
             fixed: dict[str, Any] = {"teacher": name, "teacher_key": key, "normalisation": normalisation}
             if correction is not None:
-                stored.update(frame_correction=cfg.frame_correction, count_correction=correction.to_dict())
-                fixed["frame_correction"] = cfg.frame_correction
+                stored.update(frame_correction="count", count_correction=correction.to_dict())
+                fixed["frame_correction"] = "count"
             fixed["scaler_key"] = _digest(json.dumps([stored, cfg.cell, cfg.smoothing], sort_keys=True))
             write_json_atomic(paths.scaler(name), stored)
             tr.scaler = scaler.to_dict()
