@@ -57,6 +57,10 @@ TEACHER_ROWS = {
     "teachers-b-tail-max-linear": "teachers a + b + flow: today's defaults (b's shipped network)",
     "teacher-b-today": "teacher b trained afresh with today's defaults",
     "teachers-today": "teachers a + b (afresh) + flow, today's defaults",
+    "teacher-a-ped2-choices": "teacher a with Ped2's own choices (all five weights, count-corrected)",
+    "teacher-b-ped2-choices": "teacher b with Ped2's own choices (--b-seeds 3, tail-max)",
+    "teacher-flow-ped2-choices": "teacher flow with Ped2's own choices (context, count-corrected)",
+    "teachers-ped2-choices": "teachers a + b + flow with Ped2's own choices (aed teach --choices)",
 }
 
 
