@@ -20,7 +20,8 @@
 #                  teacher a trained with today's defaults, and teacher b as the mean of three seeds
 #                  (--b-seeds 3); each alone and with the other shipped teachers; teacher b's task errors
 #                  combined by their tail probabilities (--b-combine, an ablation of the shipped network),
-#                  and today's defaults (those teachers scaled linearly)
+#                  today's defaults (those teachers scaled linearly), and the teachers trained with the
+#                  options Ped2's own development set chose (aed teach --choices, sixteenth round)
 #   distill        one shared pre-training (35 epochs), then the student runs below (35 epochs each)
 #   eval-students  every student on all 2,010 test frames
 #   bench          student speed on DEVICE and on the CPU, teachers' speed on the CPU
@@ -262,6 +263,20 @@ if has teacher-seeds; then
     $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-today" --model "$model" --sigma "$SIGMA" \
       --json "$RUNS/reports/$model-today.json"
   done
+  # Sixteenth round: the options a development set made from Ped2's training video chose (the committed
+  # report of scripts/teacher_dev.py --dev-set ped2-one --seed 1): teacher a's networks of today's row,
+  # teacher b's three networks above, the flow teacher fitted again with the chosen switches.
+  own="$RUNS/targets-ped2-choices"
+  mkdir -p "$own/a" "$own/b" "$own/flow"
+  [[ -e "$own/boxes" ]] || cp -r "$RUNS/targets-today/boxes" "$own/"
+  [[ -e "$own/a/teacher.pt" ]] || cp "$RUNS/targets-today/a/teacher.pt" "$own/a/"
+  [[ -e "$own/b/teacher.pt" ]] || cp "$RUNS/targets-b-seeds3/b/teacher.pt" "$own/b/"
+  $AED teach --dataset ped2 --root "$PED2" --out "$own" --teachers a,b,flow --speedups 2,3 \
+    --choices docs/results/reports/teacher_dev-round16-ped2-one.json --workers "$WORKERS" --quiet
+  for model in teacher-a teacher-b teacher-flow teachers; do
+    $AED eval --dataset ped2 --root "$PED2" --targets "$own" --model "$model" --sigma "$SIGMA" \
+      --json "$RUNS/reports/$model-ped2-choices.json"
+  done
 fi
 
 # A run folder that shares the pre-training and the frame cache of $1 and the teachers' targets.
@@ -471,6 +486,11 @@ if has pseudo; then
   $AED teach --dataset ped2 --root "$PED2" --out "$defaults" --teachers a,b,flow --speedups 2,3 \
     --normalisation train-rarity --workers "$WORKERS" --quiet
   seed4_run cpu-abf-defaults-mix-240-s4 "$defaults"
+fi
+
+# Sixteenth round, an ablation: the same recipe on the targets of Ped2's own choices (teacher-seeds step).
+if has pseudo; then
+  seed4_run cpu-abf-r16-mix-240-s4 "$RUNS/targets-ped2-choices"
 fi
 
 if has report; then

@@ -38,6 +38,8 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert "| student `cpu-abf-mix-240-soup` | 91.2 | 98.4 | 98.4 | 58.9 | 86.6 |" in out
     assert "| 91.2 | 98.4 / 98.4 | 58.9 | 86.6 |" in readme
     assert "| 94.8 | 99.8 / 99.8 | 75.2 | 98.1 |" in readme
+    assert "| student `cpu-abf-r16-mix-240-s4` | 92.8 | 99.6 | 99.6 | 73.7 | 90.1 |" in out
+    assert "| 92.8 | 99.6 / 99.6 | 73.7 | 90.1 |" in readme
     own = "| teachers a + b + flow with Ped2's own choices (aed teach --choices) |"
     assert f"{own} 93.7 | 97.6 | 97.7 | 73.9 | 95.5 |" in out
     assert "| teachers a + b + flow with Ped2's own choices | 93.7 | 97.6 / 97.7 | 73.9 | 95.5 |" in readme
