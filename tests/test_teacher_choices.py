@@ -63,6 +63,8 @@ def test_the_pair_is_read_under_the_chosen_scaling_and_each_teachers_own_group_w
     partial = ch.load_choices(_report(tmp_path, {"teacher b seeds": "one seed"}))
     assert partial.b_seeds == 1 and partial.a_weights is None and partial.velocity is None
     assert TeachConfig.with_choices(partial).a_combine is None  # unset groups keep the teachers' own
+    assert TeachConfig.with_choices(partial).b_seeds == 1  # one seed chosen is one seed asked for
+    assert TeachConfig.with_choices(ch.TeacherChoices()).b_seeds is None
 
 
 def test_the_committed_development_reports_load_as_choices() -> None:

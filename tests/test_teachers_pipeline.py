@@ -378,6 +378,15 @@ def test_b_seeds_and_b_combine_train_several_networks_and_measure_them_on_their_
         assert member.tails == before_fit.tails
     after = load_targets(TargetPaths(tmp_path / "t").targets("b", "test", clip.name)).raw
     assert len(after) == len(before) and before.min() >= 0.0 and not np.allclose(after, before)
+    # unset, the seed count is what the file holds; asked for another, the file is trained again
+    kept = ensure_targets(
+        synthetic, tmp_path / "t", ["b"], progress=False, epochs=1, config=replace(z_sum, b_seeds=None)
+    )
+    assert not kept.teachers["b"].fitted and len(MultiTaskTeacher.load(path).members) == 2
+    one = ensure_targets(
+        synthetic, tmp_path / "t", ["b"], progress=False, epochs=1, config=replace(z_sum, b_seeds=1)
+    )
+    assert one.teachers["b"].fitted and len(MultiTaskTeacher.load(path).members) == 1
     with pytest.raises(UsageError, match="--b-combine 'median' is unknown"):
         TeachConfig(b_combine="median")
     with pytest.raises(UsageError, match="--b-seeds must be 1 or more"):

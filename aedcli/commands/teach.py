@@ -68,12 +68,14 @@ def teach(
         help="Seed of the teachers' training (initial weights, sampling); a teacher file already in --out "
         "is reused as it is.",
     ),
-    b_seeds: int = typer.Option(
-        1,
+    b_seeds: int | None = typer.Option(
+        None,
         "--b-seeds",
         metavar="N",
         help="Train teacher b as N networks (seeds s, s+1, ...) and score with their mean: steadier, N times "
-        "the cost.",
+        "the cost (default: 1, or what a teacher b file in --out holds; a file with another count is trained "
+        "again).",
+        show_default=False,
     ),
     a_combine: str | None = typer.Option(
         None,
@@ -184,7 +186,7 @@ def teach(
             for flag, value, default in (
                 ("--a-combine", a_combine, None),
                 ("--b-combine", b_combine, None),
-                ("--b-seeds", b_seeds, 1),
+                ("--b-seeds", b_seeds, None),
                 ("--frame-correction", frame_correction, "none"),
                 ("--normalisation", normalisation, "train"),
             )

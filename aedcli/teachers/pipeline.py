@@ -116,7 +116,7 @@ class TeachConfig:
     hi_percentile: float = 100.0
     frame_correction: str = "none"
     seed: int = 0
-    b_seeds: int = 1
+    b_seeds: int | None = None  # None: teacher B's own default (one network), or what a reused file holds
     a_combine: str | None = None  # None: teacher A's own default, or what a reused file holds
     b_combine: str | None = None  # the same for teacher B
     a_weights: dict[str, float] | None = None  # teacher A's component weights (None: as for a_combine)
@@ -130,7 +130,7 @@ class TeachConfig:
         for option, value, known in (("a", self.a_combine, A_COMBINES), ("b", self.b_combine, B_COMBINES)):
             if value is not None and value not in known:
                 raise UsageError(f"--{option}-combine '{value}' is unknown; use one of {', '.join(known)}.")
-        if self.b_seeds < 1:
+        if self.b_seeds is not None and self.b_seeds < 1:
             raise UsageError(f"--b-seeds must be 1 or more, not {self.b_seeds}.")
         for value in (self.frame_correction, *self.corrections.values()):
             if value not in FRAME_CORRECTIONS:
@@ -149,7 +149,7 @@ class TeachConfig:
             **fields,
             a_combine=choices.a_combine,
             b_combine=choices.b_combine,
-            b_seeds=choices.b_seeds or 1,
+            b_seeds=choices.b_seeds,
             a_weights=choices.a_weights,
             velocity=choices.velocity,
             corrections=dict(choices.corrections),
@@ -506,7 +506,7 @@ def _teacher_options(name: str, cfg: TeachConfig) -> dict[str, Any]:
         options["combine"] = cfg.a_combine
     if name == "b" and cfg.b_combine is not None:
         options["combine"] = cfg.b_combine
-    if name == "b" and cfg.b_seeds != 1:
+    if name == "b" and cfg.b_seeds is not None:
         options["seeds"] = cfg.b_seeds
     if name == "a" and cfg.a_weights is not None:
         options["weights"] = dict(cfg.a_weights)
