@@ -362,13 +362,9 @@ def report(
             note += "; only the options that keep the appearance components are candidates"
         print(f"\n{group}  (rule: highest micro AUC; within {TIE} {order}{note})")
         for name, auc in results.items():
-            mark = (
-                "  <- chosen"
-                if name == chosen.get(group)
-                else ""
-                if name in allowed
-                else "  (not a candidate)"
-            )
+            mark = "  (not a candidate)" if name not in allowed else ""
+            if name == chosen.get(group):
+                mark = "  <- chosen"
             print(f"  {auc:.3f}  {name}{mark}")
     return chosen
 

@@ -60,7 +60,7 @@ B_COMBINES = {
     "tail probabilities, largest": "tail-max",
 }
 CALIBRATIONS = {"count-corrected": "count", "max of raw scores": "none"}
-B_SEEDS = {"one seed": 1, "three seeds": 3}
+B_SEED_COUNTS = {"one seed": 1, "three seeds": 3}
 SCALINGS = ("train", "train-rarity")
 
 
@@ -141,7 +141,7 @@ def choices_from(chosen: dict[str, str]) -> TeacherChoices:
         a_weights=dict(weights) if weights is not None else None,
         a_combine=a_combine,
         b_combine=b_combine,
-        b_seeds=pick("teacher b seeds", B_SEEDS),
+        b_seeds=pick("teacher b seeds", B_SEED_COUNTS),
         velocity=dict(velocity) if velocity is not None else None,
         corrections=corrections,
         normalisation=normalisation,

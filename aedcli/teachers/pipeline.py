@@ -472,7 +472,7 @@ def _load_or_fit(
             changed = {k: v for k, v in options.items() if getattr(teacher.config, k) != v}
             if not changed.keys() - RESCORED_ONLY:
                 if changed:
-                    _recombine(teacher, changed, objects(), path, tr)
+                    _recombine(teacher, changed, objects, path, tr)
                 return teacher
             other = ", ".join(sorted(changed))
             log.warning("teacher file %s was trained with other %s; training it again.", path, other)
@@ -521,12 +521,18 @@ RESCORED_ONLY = frozenset({"combine", "weights"})
 
 
 def _recombine(
-    teacher: Any, changed: dict[str, Any], batches: list[ObjectBatch], path: Path, tr: TeacherReport
+    teacher: Any,
+    changed: dict[str, Any],
+    objects: Callable[[], list[ObjectBatch]],
+    path: Path,
+    tr: TeacherReport,
 ) -> None:
-    """A teacher's networks kept, its components combined another way: measured again on the training
-    objects (the statistics a tail combination needs) and saved, so its scores are computed again."""
+    """A teacher's networks kept, its components weighted or combined another way, and saved, so its scores
+    are computed again. A new combination is measured again on the training objects (the statistics a tail
+    combination needs); new weights alone reuse the per-component statistics the file holds."""
     teacher.config = replace(teacher.config, **changed)
-    teacher.calibrate(batches)
+    if "combine" in changed:
+        teacher.calibrate(objects())
     teacher.save(path)
     tr.fit_stats = {"reused": str(path), **changed}
 
