@@ -39,8 +39,17 @@ measures nothing and applies the same rules to the averaged tables).
     python scripts/teacher_dev.py --dev-set ped2-pasted --root PED2 --json teacher_dev_ped2.json
     python scripts/teacher_dev.py --decide teacher_dev.json teacher_dev_ped2.json
 
+One draw of a few hundred frames cannot separate options 0.01 apart. ``--seed`` takes several seeds: each
+draws the Ped2-made set afresh, and every group is decided on the mean micro AUC over the draws (the
+seventeenth round's rule; the report keeps each draw's table under ``draws``). The draws share their
+training videos, so teacher a's file and teacher b's networks are trained once in the working folder.
+
+    python scripts/teacher_dev.py --dev-set ped2-one --root PED2 --seed 2 3 4 --json ped2-choices.json
+
 Any camera: make a development set from its normal video with ``aed devset``, run every group on it, and
-train the teachers with what it chose (the sixteenth round did this for Ped2):
+train the teachers with what it chose (the sixteenth round did this for Ped2). Several sets made with other
+``--seed`` values are decided together with ``--decide`` (on sets that ``aed devset`` made, teacher a's
+weights keep their appearance components, as on one):
 
     aed devset --dataset folder --root MYCAM --out MYCAM-dev
     python scripts/teacher_dev.py --dev-set folder --root MYCAM-dev --json MYCAM-choices.json
@@ -52,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -121,6 +131,44 @@ APPEARANCE_CANDIDATES = {
     )
 }
 B_SEEDS = (0, 1, 2)
+
+
+def is_pasted(config: dict[str, Any]) -> bool:
+    """Whether a development set (its report's ``dev_set``) was made by pasting moving people.
+
+    A Ped2-made set names its source; a folder is one when ``aed devset`` made it; the synthetic set is not.
+    """
+    return bool(config.get("pasted")) or config.get("source") not in (None, "folder")
+
+
+def objects_key(batches: list[ObjectBatch]) -> str:
+    """A digest of training objects (tubes, boxes, frames): equal keys mean the same training data."""
+    digest = hashlib.blake2b(digest_size=16)
+    for batch in batches:
+        for array in (batch.tubes, batch.boxes, batch.frames):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(str(len(batch)).encode())
+    return digest.hexdigest()
+
+
+def fitted_b(train_objects: list[ObjectBatch], seed: int, cache: Path) -> MultiTaskTeacher:
+    """Teacher b's network of ``seed`` on these training objects, trained once per working folder.
+
+    Draws of a Ped2-made set share their training videos, so every draw after the first reuses the
+    networks. The file name holds a digest of the objects and the settings: other training data or other
+    settings train a new network.
+    """
+    config = MultiTaskConfig(seeds=1)
+    settings = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    key = hashlib.blake2b(f"{objects_key(train_objects)} {settings}".encode(), digest_size=8).hexdigest()
+    path = cache / f"teacher-b-seed{seed}-{key}.pt"
+    if path.is_file():
+        return MultiTaskTeacher.load(path)
+    teacher = MultiTaskTeacher(config)
+    teacher.fit(train_objects, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    teacher.save(path)
+    return teacher
 
 
 def clip_objects(clip: Clip, boxes: list[np.ndarray], video: int = -1) -> ObjectBatch:
@@ -247,8 +295,7 @@ def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
     # Teacher b: three seeds alone and the mean of their scores (what the ``seeds`` option trains).
     singles = []
     for seed in B_SEEDS:
-        teacher_b = MultiTaskTeacher(MultiTaskConfig(seeds=1))
-        teacher_b.fit(train_objects, seed=seed)
+        teacher_b = fitted_b(train_objects, seed, work / "teacher-b")
         singles.append({clip: teacher_b.score(b) for clip, b in test_objects.items()})
         if seed == B_SEEDS[0]:  # the default: one network, the first seed
             teacher_b0 = teacher_b
@@ -389,7 +436,12 @@ def main(argv: list[str] | None = None) -> int:
         "--root", type=Path, help="dataset root for a Ped2-made set, or the folder of --dev-set folder"
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="draw a Ped2-made set's events with this seed (default 0)"
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="draw a Ped2-made set's events with this seed (default 0); several seeds measure one draw "
+        "each and decide on their mean micro AUC",
     )
     p.add_argument("--work", type=Path, help="working folder (default runs/teacher-dev[-<dev set>])")
     p.add_argument("--json", type=Path, help="also write the table (or the decision) as JSON")
@@ -405,30 +457,50 @@ def main(argv: list[str] | None = None) -> int:
     if args.decide:
         reports = [json.loads(path.read_text()) for path in args.decide]
         table = mean_table([r["micro_auc"] for r in reports])
+        # Sets made by pasting moving people hold motion anomalies only; when all are, so is their mean.
+        pasted = all(is_pasted(r.get("dev_set", {})) for r in reports)
         chosen = report(
-            table, f"mean over {len(reports)} development sets ({', '.join(map(str, args.decide))})"
+            table,
+            f"mean over {len(reports)} development sets ({', '.join(map(str, args.decide))})",
+            APPEARANCE_CANDIDATES if pasted else None,
         )
         if args.json:
             summary = {"reports": [str(p) for p in args.decide], "micro_auc": table, "chosen": chosen}
             args.json.write_text(json.dumps(summary, indent=2))
         return 0
 
+    seeds = list(dict.fromkeys(args.seed))
+    if len(seeds) > 1 and not args.dev_set.startswith("ped2-"):
+        p.error(f"several seeds draw a Ped2-made set several times; --dev-set {args.dev_set} has one draw.")
     work = args.work or Path("runs/teacher-dev" + ("" if args.dev_set == "synthetic" else f"-{args.dev_set}"))
     os.environ.setdefault("AED_CACHE", str(work / "cache"))
     t0 = time.perf_counter()
-    dataset, config, about = load_dev_set(args.dev_set, args.root, args.seed)
-    table = measure(dataset, work)
-    frames = sum(c.frame_count for c in dataset.test)
-    # Sets made by pasting moving people hold motion anomalies only; a folder is one if aed devset made it.
-    pasted = args.dev_set.startswith("ped2-") or bool(config.get("pasted"))
+    tables, frames = {}, 0
+    for seed in seeds:
+        dataset, config, about = load_dev_set(args.dev_set, args.root, seed)
+        tables[seed] = measure(dataset, work)
+        frames += sum(c.frame_count for c in dataset.test)
+        if len(seeds) > 1:
+            print(f"draw {seed} measured ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if len(seeds) > 1:
+        table = mean_table(list(tables.values()))
+        about = (
+            f"{about.rsplit(', seed', 1)[0]}; mean over {len(seeds)} draws, seeds "
+            f"{', '.join(map(str, seeds))})"
+        )
+        config = {**config, "seed": seeds}
+    else:
+        table = tables[seeds[0]]
     chosen = report(
         table,
         f"{about}; micro AUC over all {frames} test frames",
-        APPEARANCE_CANDIDATES if pasted else None,
+        APPEARANCE_CANDIDATES if is_pasted(config) else None,
     )
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.json:
-        summary = {"dev_set": config, "micro_auc": table, "chosen": chosen}
+        summary: dict[str, Any] = {"dev_set": config, "micro_auc": table, "chosen": chosen}
+        if len(seeds) > 1:
+            summary["draws"] = {str(seed): t for seed, t in tables.items()}
         args.json.write_text(json.dumps(summary, indent=2))
     return 0
 

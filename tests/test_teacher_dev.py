@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from _scripts import load_script
 
@@ -128,3 +130,111 @@ def test_a_folder_made_by_aed_devset_is_a_pasted_development_set(tmp_path: Path)
     assert len(dataset.train) == 2 and len(dataset.test) == 2 and str(made) in about
     assert config["pasted"] and config["source"] == "folder" and config["held_out"] == 2
     assert any(clip.labels.any() for clip in dataset.test)
+
+
+def _tubes(count: int, seed: int) -> list:
+    from aedcli.teachers.base import ObjectBatch
+
+    rng = np.random.default_rng(seed)
+    return [
+        ObjectBatch(
+            tubes=rng.integers(0, 255, (count, 7, 16, 16), dtype=np.uint8),
+            boxes=np.tile(np.float32([10, 10, 26, 26]), (count, 1)),
+            frame_size=(64, 96),
+            frames=np.arange(count, dtype=np.int64),
+        )
+    ]
+
+
+def test_teacher_b_networks_are_trained_once_per_working_folder_and_again_for_other_objects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aedcli.teachers.multitask import MultiTaskConfig, MultiTaskTeacher
+
+    small = {"size": 16, "channels": [4, 8, 8], "epochs": 1, "batch_size": 32}
+    monkeypatch.setattr(dev, "MultiTaskConfig", lambda **kw: MultiTaskConfig(**small, **kw))
+    fits = []
+    real_fit = MultiTaskTeacher.fit
+    monkeypatch.setattr(
+        MultiTaskTeacher, "fit", lambda self, *a, **kw: fits.append(1) or real_fit(self, *a, **kw)
+    )
+
+    objects = _tubes(80, seed=0)
+    first = dev.fitted_b(objects, 1, tmp_path)
+    again = dev.fitted_b(objects, 1, tmp_path)  # a second draw: same training objects, same seed
+    assert len(fits) == 1 and len(list(tmp_path.glob("teacher-b-seed1-*.pt"))) == 1
+    np.testing.assert_array_equal(first.score(objects[0]), again.score(objects[0]))
+    dev.fitted_b(objects, 2, tmp_path)  # another seed
+    dev.fitted_b(_tubes(80, seed=1), 1, tmp_path)  # other training objects
+    assert len(fits) == 3 and len(list(tmp_path.glob("teacher-b-*.pt"))) == 3
+
+
+def _draw_table(weights: dict[str, float], velocity: dict[str, float]) -> dict[str, dict[str, float]]:
+    scaling = {"train": 0.9, "train-rarity": 0.9}
+    return {"teacher a weights": weights, "velocity teacher": velocity, "teachers' mean, scaling": scaling}
+
+
+def test_several_draws_are_decided_on_their_mean_and_each_draw_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Draw 2 alone would take "three-frame pairs", draw 3 alone "perspective context"; their mean decides.
+    draws = {
+        2: _draw_table(
+            {"all five, equal": 0.91, "speed only": 0.99, "without motion error": 0.92},
+            {"three-frame pairs": 0.95, "perspective context": 0.93},
+        ),
+        3: _draw_table(
+            {"all five, equal": 0.92, "speed only": 0.99, "without motion error": 0.915},
+            {"three-frame pairs": 0.90, "perspective context": 0.94},
+        ),
+    }
+    measured = []
+
+    def fake_measure(dataset: object, work: Path) -> dict[str, dict[str, float]]:
+        measured.append(work)
+        return draws[dataset.seed]  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(dev, "measure", fake_measure)
+    monkeypatch.setattr(
+        dev,
+        "load_dev_set",
+        lambda name, root, seed: (
+            SimpleNamespace(seed=seed, test=[]),
+            {"source": "ped2", "seed": seed},
+            f"ped2 set (x, seed {seed})",
+        ),
+    )
+    out = tmp_path / "three.json"
+    argv = ["--dev-set", "ped2-one", "--seed", "2", "3", "--work", str(tmp_path), "--json", str(out)]
+    assert dev.main(argv) == 0
+    summary = json.loads(out.read_text())
+    assert measured == [tmp_path, tmp_path]  # every draw shares the working folder (and its networks)
+    assert summary["draws"] == {"2": draws[2], "3": draws[3]}
+    assert summary["dev_set"]["seed"] == [2, 3]
+    assert summary["micro_auc"]["velocity teacher"] == pytest.approx(
+        {"three-frame pairs": 0.925, "perspective context": 0.935}
+    )
+    assert summary["chosen"]["velocity teacher"] == "perspective context"
+    # the draws are pasted sets: speed alone (0.99) is not a candidate; all five (0.915) ties 0.9175
+    assert summary["chosen"]["teacher a weights"] == "all five, equal"
+
+
+def test_several_seeds_are_refused_for_a_set_with_one_draw(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        dev.main(["--dev-set", "synthetic", "--seed", "1", "2"])
+    assert "has one draw" in capsys.readouterr().err
+
+
+def test_deciding_over_pasted_reports_keeps_the_appearance_candidates(tmp_path: Path) -> None:
+    table = _draw_table({"all five, equal": 0.90, "speed only": 0.99}, {"three-frame pairs": 0.9})
+    paths = []
+    for name, dev_set in (("one", {"source": "ped2"}), ("folder", {"source": "folder", "pasted": True})):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps({"dev_set": dev_set, "micro_auc": table}))
+    synthetic = tmp_path / "synthetic.json"
+    synthetic.write_text(json.dumps({"dev_set": {"seed": 7}, "micro_auc": table}))
+    out = tmp_path / "decision.json"
+    assert dev.main(["--decide", *map(str, paths), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["chosen"]["teacher a weights"] == "all five, equal"
+    assert dev.main(["--decide", str(paths[0]), str(synthetic), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["chosen"]["teacher a weights"] == "speed only"
