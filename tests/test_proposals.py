@@ -145,6 +145,18 @@ def test_box_cache_made_with_other_settings_is_not_used(tmp_path) -> None:
     assert load_boxes(path, ProposalConfig(diff_threshold=40.0)) is None
 
 
+def test_box_cache_of_another_version_of_the_video_is_not_used_and_one_without_a_stamp_is(tmp_path) -> None:
+    frames = _still_video(6)
+    path = tmp_path / "c.npz"
+    load_or_propose(path, lambda: iter(frames), ProposalConfig(), stamp="video v1")
+    assert load_boxes(path, ProposalConfig(), "video v1") is not None
+    assert load_boxes(path, ProposalConfig(), "video v2") is None
+    assert load_boxes(path, ProposalConfig()) is not None  # a reader that does not ask
+    legacy = tmp_path / "legacy.npz"
+    load_or_propose(legacy, lambda: iter(frames), ProposalConfig())  # no stamp: as written before stamps
+    assert load_boxes(legacy, ProposalConfig(), "video v2") is not None
+
+
 class _FixedDetector(torch.nn.Module):
     """A stand-in detector: two boxes with scores 0.9 and 0.2 whatever the frame."""
 

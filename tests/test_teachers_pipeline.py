@@ -190,6 +190,33 @@ def test_a_video_with_nothing_moving_gets_all_zero_maps(taught, synthetic, tmp_p
     np.testing.assert_array_equal(teacher_scores(ds, tmp_path / "t", "a")["still"], np.zeros(16))
 
 
+def test_a_video_replaced_under_the_same_name_gets_new_boxes_scores_and_targets(
+    taught, synthetic, tmp_path, caplog
+) -> None:
+    src, _ = taught
+    _copy_teacher(src, tmp_path / "t")
+    moving = synthetic.test[0]
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, frame in enumerate(moving.frames(gray=True)):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), frame)
+    clip = Clip(name="swapped", split="test", path=folder, frame_count=moving.frame_count)
+    ds = Dataset("mixed", tmp_path, train=list(synthetic.train), test=[clip], gray=True, fps=25.0)
+    ensure_targets(ds, tmp_path / "t", ["a"], progress=False, config=CONFIG)
+    path = TargetPaths(tmp_path / "t").targets("a", "test", "swapped")
+    assert len(load_targets(path).boxes) > 0
+
+    shutil.rmtree(folder)
+    _still_clip(folder, moving.frame_count)  # the same name and frame count, nothing moving
+    with caplog.at_level(logging.INFO, logger="aedcli"):
+        again = ensure_targets(ds, tmp_path / "t", ["a"], progress=False, config=CONFIG)
+    assert again.proposals_computed == 1 and again.proposals_cached == len(synthetic.train)
+    assert again.teachers["a"].clips_scored == 1 and again.teachers["a"].targets_written == 1
+    assert "made from another version of its video" in caplog.text
+    replaced = load_targets(path)
+    assert len(replaced.boxes) == 0 and not replaced.l16.any()
+
+
 def test_teacher_scores_are_the_maximum_of_each_frames_map(taught, synthetic) -> None:
     out, _ = taught
     scores = teacher_scores(synthetic, out, "a")

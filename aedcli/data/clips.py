@@ -6,6 +6,7 @@ when :meth:`Clip.frames` / :meth:`Clip.masks` are iterated, one frame at a time.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -68,6 +69,24 @@ class Clip:
     @property
     def has_masks(self) -> bool:
         return self.masks_path is not None
+
+    def stamp(self) -> str:
+        """A digest of what the clip's frames are read from: file names, sizes and modification times.
+
+        Caches made from a clip (boxes, scores) keep it and are rebuilt when it changes: a video replaced
+        under the same name, or a development set drawn again into the same folder. The folder itself is not
+        part of it, so a dataset moved elsewhere keeps its caches.
+        """
+        path = Path(self.path)
+        if path.is_dir():
+            files = sorted(f for f in path.iterdir() if f.is_file())
+        else:
+            files = [path] if path.is_file() else []
+        digest = hashlib.blake2b(f"step {self.step}".encode(), digest_size=12)
+        for f in files:
+            st = f.stat()
+            digest.update(f"|{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        return digest.hexdigest()
 
     def frames(self, gray: bool | None = None) -> Iterator[np.ndarray]:
         """Stream the clip's frames (``uint8``; ``gray`` as in :func:`aedcli.video.iter_frames`)."""

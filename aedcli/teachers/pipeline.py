@@ -278,9 +278,9 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
-def _propose_job(clip: Clip, path: Path, cfg: ProposalConfig) -> tuple[str, bool, int, float]:
+def _propose_job(clip: Clip, path: Path, cfg: ProposalConfig, stamp: str) -> tuple[str, bool, int, float]:
     start = time.perf_counter()
-    boxes, cached = load_or_propose(path, lambda: clip.frames(gray=True), cfg)
+    boxes, cached = load_or_propose(path, lambda: clip.frames(gray=True), cfg, stamp=stamp)
     return clip.name, cached, boxes.frame_count, time.perf_counter() - start
 
 
@@ -383,18 +383,27 @@ def _run_proposals(
     task = bar.add_task("proposals", total=sum(c.frame_count for c in clips))
     todo: list[Clip] = []
     out: dict[tuple[str, str], ClipBoxes] = {}
+    stamps = {(c.split, c.name): c.stamp() for c in clips}
     for clip in clips:
-        cached = load_boxes(paths.boxes(clip.split, clip.name), cfg.proposals)
+        key = (clip.split, clip.name)
+        cached = load_boxes(paths.boxes(*key), cfg.proposals, stamps[key])
         if cached is not None:
             out[(clip.split, clip.name)] = cached
             report.proposals_cached += 1
             bar.advance(task, clip.frame_count)
         else:
             todo.append(clip)
+            # Scores and targets are made from the boxes: new boxes leave the old ones stale.
+            for name in TEACHER_CLASSES:
+                for stale in (paths.raw(name, *key), paths.targets(name, *key)):
+                    stale.unlink(missing_ok=True)
     if workers > 1 and len(todo) > 1:
         with _pool(min(workers, len(todo))) as pool:
             futures = {
-                pool.submit(_propose_job, c, paths.boxes(c.split, c.name), cfg.proposals): c for c in todo
+                pool.submit(
+                    _propose_job, c, paths.boxes(c.split, c.name), cfg.proposals, stamps[(c.split, c.name)]
+                ): c
+                for c in todo
             }
             for fut in as_completed(futures):
                 _, _, frames, seconds = fut.result()
@@ -408,6 +417,7 @@ def _run_proposals(
                 paths.boxes(clip.split, clip.name),
                 lambda clip=clip: clip.frames(gray=True),
                 cfg.proposals,
+                stamp=stamps[(clip.split, clip.name)],
                 on_frame=lambda: bar.advance(task, 1),
             )
             report.proposal_seconds += time.perf_counter() - start

@@ -25,9 +25,10 @@ Optionally a detector from a LOCAL weights file (never downloaded) replaces the 
 >>> per_frame = propose_clip(lambda: clip.frames(gray=True), cfg)   # list of (K, 4) float32 [x0, y0, x1, y1]
 
 Boxes of a clip are cached by :func:`load_or_propose` as ``<targets>/boxes/<split>/<clip>.npz`` (arrays
-``boxes (K, 5) float32 [frame, x0, y0, x1, y1]``, ``frame_count``, ``frame_size`` and ``config``, the JSON of
-the :class:`ProposalConfig` used); a cache that cannot be read or was made with another config is reported
-and rebuilt.
+``boxes (K, 5) float32 [frame, x0, y0, x1, y1]``, ``frame_count``, ``frame_size``, ``config``, the JSON of
+the :class:`ProposalConfig` used, and ``stamp``, :meth:`aedcli.data.clips.Clip.stamp` of the video they
+were found in); a cache that cannot be read, was made with another config or from another version of the
+video is reported and rebuilt. Caches written before stamps existed have none and are trusted.
 """
 
 from __future__ import annotations
@@ -267,19 +268,24 @@ class ClipBoxes:
         return len(self.boxes)
 
 
-def save_boxes(path: Path, clip_boxes: ClipBoxes, cfg: ProposalConfig) -> None:
+def save_boxes(path: Path, clip_boxes: ClipBoxes, cfg: ProposalConfig, stamp: str = "") -> None:
     save_npz_atomic(
         path,
         boxes=boxes_to_rows(clip_boxes.boxes),
         frame_count=np.int64(clip_boxes.frame_count),
         frame_size=np.asarray(clip_boxes.frame_size, np.int64),
         config=np.asarray(json.dumps(cfg.to_dict(), sort_keys=True)),
+        stamp=np.asarray(stamp),
         version=np.int64(CACHE_VERSION),
     )
 
 
-def load_boxes(path: Path, cfg: ProposalConfig | None = None) -> ClipBoxes | None:
-    """Read a box cache; ``None`` when it is absent, unreadable, of another version or another config."""
+def load_boxes(path: Path, cfg: ProposalConfig | None = None, stamp: str | None = None) -> ClipBoxes | None:
+    """Read a box cache; ``None`` when it is absent, unreadable, of another version or another config.
+
+    With ``stamp`` (the clip's :meth:`~aedcli.data.clips.Clip.stamp`), also ``None`` when the boxes were
+    found in another version of the video.
+    """
     if not path.exists():
         return None
     try:
@@ -289,6 +295,10 @@ def load_boxes(path: Path, cfg: ProposalConfig | None = None) -> ClipBoxes | Non
                 return None
             if cfg is not None and json.loads(str(z["config"])) != cfg.to_dict():
                 log.info("box cache %s was made with other proposal settings; rebuilding it.", path)
+                return None
+            made_from = str(z["stamp"]) if "stamp" in z.files else ""
+            if stamp and made_from and made_from != stamp:
+                log.info("box cache %s was made from another version of its video; rebuilding it.", path)
                 return None
             n = int(z["frame_count"])
             rows = np.asarray(z["boxes"], np.float32).reshape(-1, 5)
@@ -307,10 +317,15 @@ def load_or_propose(
     open_frames: Callable[[], Iterable[np.ndarray]],
     cfg: ProposalConfig,
     *,
+    stamp: str = "",
     on_frame: Callable[[], None] | None = None,
 ) -> tuple[ClipBoxes, bool]:
-    """Cached boxes of a clip, computing and caching them when needed; also says whether they were cached."""
-    cached = load_boxes(path, cfg)
+    """Cached boxes of a clip, computing and caching them when needed; also says whether they were cached.
+
+    ``stamp`` identifies the version of the video (:meth:`aedcli.data.clips.Clip.stamp`): a cache made from
+    another one is rebuilt.
+    """
+    cached = load_boxes(path, cfg, stamp)
     if cached is not None:
         return cached, True
     size: list[int] = []
@@ -323,7 +338,7 @@ def load_or_propose(
 
     boxes = propose_clip(frames_recording_size, cfg, on_frame=on_frame)
     result = ClipBoxes(boxes, (size[0], size[1]) if size else (0, 0))
-    save_boxes(path, result, cfg)
+    save_boxes(path, result, cfg, stamp)
     return result, False
 
 
