@@ -331,14 +331,26 @@ def ensure_teacher_targets(
     workers: int = 1,
     progress: bool = True,
     extra: Sequence[Clip] = (),
+    teach: Any = None,
+    normalisation: str | None = None,
 ) -> None:
     """Run the teacher pipeline unless every training clip (and ``extra`` clip, e.g. sped-up training video)
-    already has a target file per teacher."""
+    already has a target file per teacher.
+
+    A teacher not yet painted in ``targets_dir`` is trained and painted with ``teach`` (a
+    :class:`aedcli.teachers.pipeline.TeachConfig`, e.g. from ``--choices``) and ``normalisation``, the
+    pipeline's defaults when they are ``None``; one already painted keeps the options it was painted with.
+    """
     needed = [*dataset.train, *extra]
     if not missing_targets(targets_dir, teachers, needed):
         return
     try:
-        from aedcli.teachers.pipeline import ensure_targets, stored_scaling
+        from aedcli.teachers.pipeline import (
+            DEFAULT_NORMALISATION,
+            TargetPaths,
+            ensure_targets,
+            stored_scaling,
+        )
     except ImportError:
         raise AedError(
             f"teacher targets are missing under {targets_dir} and the teacher pipeline is not available; "
@@ -348,10 +360,13 @@ def ensure_teacher_targets(
     # painted alike run together (they share the proposals and training objects).
     groups: dict[str, tuple[str, Any, list[str]]] = {}
     for name in teachers:
-        normalisation, config = stored_scaling(targets_dir, name)
-        key = repr((normalisation, config))
-        groups.setdefault(key, (normalisation, config, []))[2].append(name)
-    for normalisation, config, names in groups.values():
+        if TargetPaths(targets_dir).scaler(name).is_file():
+            scaling, config = stored_scaling(targets_dir, name)
+        else:
+            scaling, config = normalisation or DEFAULT_NORMALISATION, teach
+        key = repr((scaling, config))
+        groups.setdefault(key, (scaling, config, []))[2].append(name)
+    for scaling, config, names in groups.values():
         ensure_targets(
             dataset,
             targets_dir,
@@ -359,7 +374,7 @@ def ensure_teacher_targets(
             workers=workers,
             progress=progress,
             extra=extra,
-            normalisation=normalisation,
+            normalisation=scaling,
             config=config,
         )
     still = missing_targets(targets_dir, teachers, needed)
@@ -751,17 +766,22 @@ def distill(
     quiet: bool = False,
     command: str | None = None,
     target_workers: int = 1,
+    teach: Any = None,
+    teach_normalisation: str | None = None,
 ) -> DistillResult:
     """Train a student on ``dataset``'s normal training video into ``out_dir`` (see the module docstring).
 
     ``stage``: ``teachers`` (targets only), ``pretrain`` (phase 1 only), ``distill`` (phase 2 from a finished
     phase 1, or from scratch with ``no_pretrain``, then the weights file) or ``all``. ``resume`` continues
     from the checkpoints in ``out_dir``; without it, an existing checkpoint of a phase about to start is an
-    error rather than something silently overwritten.
+    error rather than something silently overwritten. ``teach`` (a
+    :class:`aedcli.teachers.pipeline.TeachConfig`) and ``teach_normalisation`` set how teachers missing from
+    ``out_dir/targets`` are trained and painted (see :func:`ensure_teacher_targets`).
     """
     if stage not in STAGES:
         raise UsageError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}.")
     run = _Run(dataset, Path(out_dir), config, quiet=quiet, command=command)
+    run.teach, run.teach_normalisation = teach, teach_normalisation
     try:
         return run.execute(stage, resume, target_workers)
     finally:
@@ -820,6 +840,8 @@ class _Run:
         self.targets_dir = out / "targets"
         self.cache_dir = out / "cache"
         self.cfg = cfg
+        self.teach: Any = None  # TeachConfig for teachers not yet in targets/ (None: the defaults)
+        self.teach_normalisation: str | None = None
         self.command = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
         self.teachers = tuple(cfg.teachers) or _default_teachers()
         self.teacher_weights = tuple(cfg.teacher_weights or (1.0,) * len(self.teachers))
@@ -866,6 +888,8 @@ class _Run:
                     workers=target_workers,
                     progress=not self.quiet,
                     extra=[*self.train_fast, *self.val_fast],
+                    teach=self.teach,
+                    normalisation=self.teach_normalisation,
                 )
             self.env.barrier()
             self.stages_run.append("teachers")

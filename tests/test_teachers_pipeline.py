@@ -574,3 +574,36 @@ def test_teach_choices_applies_a_report_and_refuses_the_options_it_replaces(taug
     assert isinstance(bad.exception, UsageError) and "drop --a-combine and --b-seeds" in str(bad.exception)
     missing = CliRunner().invoke(app, [*args, "--choices", str(tmp_path / "none.json")])
     assert isinstance(missing.exception, UsageError) and "none.json does not exist" in str(missing.exception)
+
+
+def test_distill_choices_set_the_teachers_it_trains_and_painted_teachers_keep_their_own(
+    taught, synthetic, tmp_path
+) -> None:
+    from aedcli.commands.distill import distill
+    from aedcli.teachers.velocity import VelocityTeacher
+
+    src, _ = taught
+    shutil.copytree(src / "boxes", tmp_path / "run" / "targets" / "boxes")
+    report = tmp_path / "choices.json"
+    chosen = {"velocity teacher": "floor slow at the median", "teachers' mean, scaling": "train-rarity"}
+    report.write_text(json.dumps({"chosen": chosen}))
+    app = typer.Typer()
+    app.command()(distill)
+    app.command("noop")(lambda: None)
+    args = ["distill", "--dataset", "synthetic", "--out", str(tmp_path / "run"), "--teachers", "flow"]
+    args += ["--stage", "teachers", "--quiet"]
+    result = CliRunner().invoke(app, [*args, "--choices", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "options from" in result.output and "flag_slow=False" in " ".join(result.output.split())
+    targets = tmp_path / "run" / "targets"
+    assert not VelocityTeacher.load(TargetPaths(targets).teacher_file("flow")).config.flag_slow
+    assert stored_scaling(targets, "flow")[0] == "train-rarity"
+
+    # Targets added later (sped-up copies) are painted the way the folder was, whatever else is asked.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"chosen": {"velocity teacher": "three-frame pairs"}}))
+    again = CliRunner().invoke(app, [*args, "--speedups", "2", "--choices", str(other)])
+    assert again.exit_code == 0, again.output
+    assert not VelocityTeacher.load(TargetPaths(targets).teacher_file("flow")).config.flag_slow
+    assert stored_scaling(targets, "flow")[0] == "train-rarity"
+    assert TargetPaths(targets).targets("flow", "train", f"{synthetic.train[0].name}_x2").is_file()

@@ -137,6 +137,15 @@ def distill(
         help="Run only the teacher targets, only pre-training, only distillation (+ weights), or all.",
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed (initialisation and shuffling)."),
+    choices: Path | None = typer.Option(
+        None,
+        "--choices",
+        metavar="REPORT",
+        help="Train and paint teachers missing from OUT/targets with the options a development run chose "
+        "(the JSON of scripts/teacher_dev.py, as 'aed teach --choices'); teachers already painted there "
+        "keep their own.",
+        show_default=False,
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train a student: teacher targets, pre-training, adversarial distillation, weights with a threshold."""
@@ -170,10 +179,31 @@ def distill(
         num_workers=max(workers - 1, 0),
         device=device,
     )
+    teach, teach_normalisation = None, None
+    if choices is not None:
+        from aedcli.teachers.choices import load_choices
+        from aedcli.teachers.pipeline import TeachConfig
+
+        chosen = load_choices(choices)
+        teach, teach_normalisation = TeachConfig.with_choices(chosen), chosen.normalisation
+        Console(stderr=True).print(
+            f"teachers not yet in {out / 'targets'}: options from {choices}: {chosen.describe()}",
+            markup=False,
+            highlight=False,
+        )
     data = load_dataset(dataset, root)
     command = shlex.join(["aed", *sys.argv[1:]])
     result = run_distill(
-        data, out, config, stage=stage, resume=resume, quiet=quiet, command=command, target_workers=workers
+        data,
+        out,
+        config,
+        stage=stage,
+        resume=resume,
+        quiet=quiet,
+        command=command,
+        target_workers=workers,
+        teach=teach,
+        teach_normalisation=teach_normalisation,
     )
     if result.weights is not None:
         console = Console(stderr=True)
