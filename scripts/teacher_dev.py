@@ -86,7 +86,7 @@ from aedcli.teachers.multitask import MultiTaskConfig, MultiTaskTeacher
 from aedcli.teachers.objects import concat_batches, iter_object_batches
 from aedcli.teachers.pipeline import TargetPaths, ensure_targets
 from aedcli.teachers.proposals import load_boxes
-from aedcli.teachers.velocity import VelocityConfig, VelocityTeacher
+from aedcli.teachers.velocity import VelocityConfig, VelocityTeacher, object_features
 
 # The development set: larger than the unit tests' default so that every anomaly kind appears twice.
 DEV_SET = SyntheticConfig(seed=7, train_videos=8, test_videos=8, frames=96)
@@ -142,13 +142,48 @@ def is_pasted(config: dict[str, Any]) -> bool:
 
 
 def objects_key(batches: list[ObjectBatch]) -> str:
-    """A digest of training objects (tubes, boxes, frames): equal keys mean the same training data."""
+    """A digest of objects (tubes, boxes, frames, real neighbours, frame size): equal keys, same objects."""
     digest = hashlib.blake2b(digest_size=16)
     for batch in batches:
-        for array in (batch.tubes, batch.boxes, batch.frames):
+        for array in (batch.tubes, batch.boxes, batch.frames, batch.real_reach()):
             digest.update(np.ascontiguousarray(array).tobytes())
-        digest.update(str(len(batch)).encode())
+        digest.update(f"{len(batch)} {batch.frame_size}".encode())
     return digest.hexdigest()
+
+
+FLOW_SETTINGS = ("pairs", "dis_preset", "finest_scale", "crop_margin", "real_pairs_only")
+_FEATURES: dict[tuple[str, str], np.ndarray] = {}
+
+
+def velocity_features(config: VelocityConfig, batches: list[ObjectBatch]) -> list[np.ndarray]:
+    """The velocity teacher's features of every batch, measured once per flow settings and objects.
+
+    The velocity options differ in how features are compared, and only two in how they are measured, so
+    most share them; so do the draws of a Ped2-made set, whose training objects are the same.
+    """
+    settings = json.dumps({k: getattr(config, k) for k in FLOW_SETTINGS}, sort_keys=True)
+    out = []
+    for batch in batches:
+        key = (settings, objects_key([batch]))
+        if key not in _FEATURES:
+            _FEATURES[key] = object_features(batch, config)
+        out.append(_FEATURES[key])
+    return out
+
+
+def fit_velocity(teacher: VelocityTeacher, batches: list[ObjectBatch]) -> None:
+    """``teacher.fit(batches)`` with features measured once (:func:`velocity_features`)."""
+    kept = [b for b in batches if len(b)]
+    features = velocity_features(teacher.config, kept)
+    videos = [np.full(len(b), b.video, np.int64) for b in kept]
+    teacher.fit_features(np.concatenate(features), np.concatenate(videos))
+
+
+def score_velocity(teacher: VelocityTeacher, batch: ObjectBatch) -> np.ndarray:
+    """``teacher.score(batch)`` with features measured once (:func:`velocity_features`)."""
+    if not len(batch):
+        return np.zeros(0, np.float32)
+    return teacher.score_features(velocity_features(teacher.config, [batch])[0], batch.video)
 
 
 def fitted_b(train_objects: list[ObjectBatch], seed: int, cache: Path) -> MultiTaskTeacher:
@@ -259,26 +294,26 @@ def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
     teacher_a.config = dataclasses.replace(teacher_a.config, combine=default_combine)
     for name, options in VELOCITY_OPTIONS.items():
         teacher = VelocityTeacher(dataclasses.replace(VelocityConfig(), **options))
-        teacher.fit(train_objects)
-        scores = {clip: teacher.score(b) for clip, b in test_objects.items()}
+        fit_velocity(teacher, train_objects)
+        scores = {clip: score_velocity(teacher, b) for clip, b in test_objects.items()}
         table["velocity teacher"][name] = frame_auc(dataset, test_objects, scores)
 
     # Frame calibration, on each teacher's default options. Training videos are tagged so that the velocity
     # teacher scores each against the others, as the pipeline does when it paints training targets.
     tagged = [clip_objects(c, boxes[c.name], video=i) for i, c in enumerate(dataset.train)]
     velocity = VelocityTeacher()
-    velocity.fit(tagged)
+    fit_velocity(velocity, tagged)
     # Each default teacher's scores of the training objects (the velocity teacher's against the other
     # videos) and of the test objects, for the frame calibration here and the teachers' mean below.
     # Raw components and task errors are measured once; each combination below only recombines them.
     train_raw_a = [teacher_a.raw_components(b) for b in tagged]
     train_scores = {
         "a": np.concatenate([teacher_a.combine(raw) for raw in train_raw_a]),
-        "flow": np.concatenate([velocity.score(b) for b in tagged]),
+        "flow": np.concatenate([score_velocity(velocity, b) for b in tagged]),
     }
     test_scores = {
         "a": {clip: teacher_a.combine(raw) for clip, raw in raw_components.items()},
-        "flow": {clip: velocity.score(b) for clip, b in test_objects.items()},
+        "flow": {clip: score_velocity(velocity, b) for clip, b in test_objects.items()},
     }
     for name, label in (("a", "teacher a"), ("flow", "velocity teacher")):
         correction = CountCorrection.from_training(train_scores[name])

@@ -238,3 +238,19 @@ def test_deciding_over_pasted_reports_keeps_the_appearance_candidates(tmp_path: 
     assert json.loads(out.read_text())["chosen"]["teacher a weights"] == "all five, equal"
     assert dev.main(["--decide", str(paths[0]), str(synthetic), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["chosen"]["teacher a weights"] == "speed only"
+
+
+def test_velocity_options_measured_once_score_exactly_as_the_teacher_does() -> None:
+    from aedcli.teachers.velocity import VelocityConfig, VelocityTeacher
+
+    train = [dataclasses.replace(b, video=i) for i, b in enumerate(_tubes(60, seed=2) + _tubes(60, seed=3))]
+    test = _tubes(30, seed=4)[0]
+    for options in dev.VELOCITY_OPTIONS.values():
+        config = dataclasses.replace(VelocityConfig(k=3), **options)
+        direct, shared = VelocityTeacher(config), VelocityTeacher(config)
+        direct.fit(train)
+        dev.fit_velocity(shared, train)
+        np.testing.assert_array_equal(direct.score(test), dev.score_velocity(shared, test))
+        np.testing.assert_array_equal(direct.score(train[1]), dev.score_velocity(shared, train[1]))
+    settings = {json.loads(k[0])["pairs"].__repr__() for k in dev._FEATURES}
+    assert len(settings) == 2  # six options, two ways of measuring the flow

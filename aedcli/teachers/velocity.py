@@ -256,7 +256,16 @@ class VelocityTeacher:
                 progress(done, len(batches))
         if not feats:
             raise ValueError("the velocity teacher needs at least one training object")
-        x, video = np.concatenate(feats), np.concatenate(videos)
+        return self.fit_features(np.concatenate(feats), np.concatenate(videos), seed=seed)
+
+    def fit_features(self, x: np.ndarray, video: np.ndarray, *, seed: int = 0) -> dict[str, Any]:
+        """:meth:`fit` from features already measured: ``x`` (M, F) from :meth:`features`, ``video`` (M,).
+
+        Options that share the flow settings (``pairs``, ``dis_preset``, ``finest_scale``, ``crop_margin``,
+        ``real_pairs_only``) share the features, so comparing the others needs the flow measured once.
+        """
+        if not len(x):
+            raise ValueError("the velocity teacher needs at least one training object")
         total = len(x)
         if total > self.config.max_train:
             keep = np.sort(np.random.default_rng(seed).choice(total, self.config.max_train, replace=False))
@@ -296,10 +305,18 @@ class VelocityTeacher:
             raise RuntimeError("the velocity teacher must be fitted or loaded before scoring")
         if len(batch) == 0:
             return np.zeros(0, np.float32)
-        queries, weight = self._embed(self.features(batch))
+        return self.score_features(self.features(batch), batch.video)
+
+    def score_features(self, features: np.ndarray, video: int = -1) -> np.ndarray:
+        """:meth:`score` from features already measured (:meth:`features`) of objects of ``video``."""
+        if self.bank is None:
+            raise RuntimeError("the velocity teacher must be fitted or loaded before scoring")
+        if len(features) == 0:
+            return np.zeros(0, np.float32)
+        queries, weight = self._embed(features)
         videos = None
-        if batch.video >= 0 and self.videos is not None and bool((self.videos != batch.video).any()):
-            videos = torch.full((len(queries),), batch.video, dtype=torch.int64)
+        if video >= 0 and self.videos is not None and bool((self.videos != video).any()):
+            videos = torch.full((len(queries),), video, dtype=torch.int64)
         return self._knn_distance(queries, weight, exclude_self=False, videos=videos)
 
     def _knn_distance(
