@@ -21,7 +21,8 @@
 #                  (--b-seeds 3); each alone and with the other shipped teachers; teacher b's task errors
 #                  combined by their tail probabilities (--b-combine, an ablation of the shipped network),
 #                  today's defaults (those teachers scaled linearly), and the teachers trained with the
-#                  options Ped2's own development set chose (aed teach --choices, sixteenth round)
+#                  options Ped2's own development set chose (aed teach --choices, sixteenth round;
+#                  the mean of three draws of it, seventeenth round)
 #   distill        one shared pre-training (35 epochs), then the student runs below (35 epochs each)
 #   eval-students  every student on all 2,010 test frames
 #   bench          student speed on DEVICE and on the CPU, teachers' speed on the CPU
@@ -277,6 +278,18 @@ if has teacher-seeds; then
     $AED eval --dataset ped2 --root "$PED2" --targets "$own" --model "$model" --sigma "$SIGMA" \
       --json "$RUNS/reports/$model-ped2-choices.json"
   done
+  # Seventeenth round: the options chosen on the mean of three fresh draws of that set (the committed report
+  # of scripts/teacher_dev.py --dev-set ped2-one --seed 2 3 4); teachers a and b as above, the flow teacher
+  # fitted again with the chosen switches.
+  own17="$RUNS/targets-ped2-choices-r17"
+  mkdir -p "$own17"
+  for t in a b boxes; do [[ -e "$own17/$t" ]] || cp -r "$own/$t" "$own17/"; done
+  $AED teach --dataset ped2 --root "$PED2" --out "$own17" --teachers a,b,flow --speedups 2,3 \
+    --choices docs/results/reports/teacher_dev-round17-ped2-one-x3.json --workers "$WORKERS" --quiet
+  for model in teacher-a teacher-b teacher-flow teachers; do
+    $AED eval --dataset ped2 --root "$PED2" --targets "$own17" --model "$model" --sigma "$SIGMA" \
+      --json "$RUNS/reports/$model-ped2-choices-r17.json"
+  done
 fi
 
 # A run folder that shares the pre-training and the frame cache of $1 and the teachers' targets.
@@ -488,9 +501,11 @@ if has pseudo; then
   seed4_run cpu-abf-defaults-mix-240-s4 "$defaults"
 fi
 
-# Sixteenth round, an ablation: the same recipe on the targets of Ped2's own choices (teacher-seeds step).
+# Sixteenth and seventeenth rounds, ablations: the same recipe on the targets of Ped2's own choices
+# (teacher-seeds step).
 if has pseudo; then
   seed4_run cpu-abf-r16-mix-240-s4 "$RUNS/targets-ped2-choices"
+  seed4_run cpu-abf-r17-mix-240-s4 "$RUNS/targets-ped2-choices-r17"
 fi
 
 if has report; then

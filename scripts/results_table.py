@@ -61,6 +61,10 @@ TEACHER_ROWS = {
     "teacher-b-ped2-choices": "teacher b with Ped2's own choices (--b-seeds 3, tail-max)",
     "teacher-flow-ped2-choices": "teacher flow with Ped2's own choices (context, count-corrected)",
     "teachers-ped2-choices": "teachers a + b + flow with Ped2's own choices (aed teach --choices)",
+    "teacher-a-ped2-choices-r17": "teacher a with Ped2's choices over three draws (as the sixteenth round's)",
+    "teacher-b-ped2-choices-r17": "teacher b with Ped2's choices over three draws (as the sixteenth round's)",
+    "teacher-flow-ped2-choices-r17": "teacher flow with Ped2's choices over three draws (three-frame, count)",
+    "teachers-ped2-choices-r17": "teachers a + b + flow with Ped2's choices over three draws",
 }
 
 
