@@ -500,7 +500,12 @@ def main(argv: list[str] | None = None) -> int:
             APPEARANCE_CANDIDATES if pasted else None,
         )
         if args.json:
-            summary = {"reports": [str(p) for p in args.decide], "micro_auc": table, "chosen": chosen}
+            summary = {
+                "reports": [str(p) for p in args.decide],
+                "dev_set": {"pasted": pasted},  # so that a decision can itself be decided on again
+                "micro_auc": table,
+                "chosen": chosen,
+            }
             args.json.write_text(json.dumps(summary, indent=2))
         return 0
 

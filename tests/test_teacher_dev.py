@@ -236,6 +236,9 @@ def test_deciding_over_pasted_reports_keeps_the_appearance_candidates(tmp_path: 
     out = tmp_path / "decision.json"
     assert dev.main(["--decide", *map(str, paths), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["chosen"]["teacher a weights"] == "all five, equal"
+    again = tmp_path / "again.json"  # a decision decided on again is still one over pasted sets
+    assert dev.main(["--decide", str(out), str(paths[0]), "--json", str(again)]) == 0
+    assert json.loads(again.read_text())["chosen"]["teacher a weights"] == "all five, equal"
     assert dev.main(["--decide", str(paths[0]), str(synthetic), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["chosen"]["teacher a weights"] == "speed only"
 
