@@ -607,3 +607,32 @@ def test_distill_choices_set_the_teachers_it_trains_and_painted_teachers_keep_th
     assert not VelocityTeacher.load(TargetPaths(targets).teacher_file("flow")).config.flag_slow
     assert stored_scaling(targets, "flow")[0] == "train-rarity"
     assert TargetPaths(targets).targets("flow", "train", f"{synthetic.train[0].name}_x2").is_file()
+
+
+def test_a_teacher_trained_on_other_training_video_is_trained_again(synthetic, tmp_path, caplog) -> None:
+    import os
+
+    train = []
+    for clip in synthetic.train:
+        folder = tmp_path / "train" / clip.name
+        folder.mkdir(parents=True)
+        for i, frame in enumerate(clip.frames(gray=True)):
+            cv2.imwrite(str(folder / f"{i:03d}.png"), frame)
+        train.append(replace(clip, path=folder))
+    ds = Dataset("copied", tmp_path, train=train, test=[], gray=True, fps=25.0)
+    cfg = TeachConfig(max_train_objects=300)
+    first = ensure_targets(ds, tmp_path / "t", ["flow"], progress=False, config=cfg)
+    stamp = TargetPaths(tmp_path / "t").teacher_file("flow").with_name("teacher.json")
+    assert first.teachers["flow"].fitted and stamp.is_file()
+    same = ensure_targets(ds, tmp_path / "t", ["flow"], progress=False, config=cfg)
+    assert not same.teachers["flow"].fitted
+
+    frame = next(iter(sorted((tmp_path / "train" / train[0].name).iterdir())))
+    os.utime(frame, ns=(frame.stat().st_atime_ns, frame.stat().st_mtime_ns + 10**9))  # the video replaced
+    with caplog.at_level(logging.WARNING, logger="aedcli"):
+        again = ensure_targets(ds, tmp_path / "t", ["flow"], progress=False, config=cfg)
+    assert again.teachers["flow"].fitted and "trained on other training video" in caplog.text
+    stamp.unlink()  # a file without a stamp (installed, or older) is reused as it is
+    os.utime(frame, ns=(frame.stat().st_atime_ns, frame.stat().st_mtime_ns + 10**9))
+    kept = ensure_targets(ds, tmp_path / "t", ["flow"], progress=False, config=cfg)
+    assert not kept.teachers["flow"].fitted

@@ -469,15 +469,27 @@ def _load_or_fit(
     cfg: TeachConfig,
     bar: Any,
     tr: TeacherReport,
+    training: str = "",
 ) -> Any:
+    """The teacher of ``path`` when it can be reused, else one trained on ``objects()`` and saved there.
+
+    ``training`` stamps the training videos (:meth:`aedcli.data.clips.Clip.stamp` of each); it is written
+    beside a teacher trained here (``teacher.json``), and a file stamped with other training videos is
+    trained again. Files without a stamp (installed with ``--teachers-from``, or older) are reused.
+    """
     cls = teacher_class(name)
+    stamp_path = path.with_name("teacher.json")
     if path.exists():
         try:
             teacher = cls.load(path)
             tr.fit_stats = {"reused": str(path)}
-        except (WeightsError, OSError, ValueError, KeyError, RuntimeError) as exc:
+            trained_on = json.loads(stamp_path.read_text())["training"] if stamp_path.is_file() else ""
+        except (WeightsError, OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             log.warning("teacher file %s cannot be used (%s); training it again.", path, exc)
         else:
+            if training and trained_on and trained_on != training:
+                log.warning("teacher file %s was trained on other training video; training it again.", path)
+                return _fit(cls, name, path, objects, epochs, cfg, bar, tr, training)
             options = _teacher_options(name, cfg)
             changed = {k: v for k, v in options.items() if getattr(teacher.config, k) != v}
             if not changed.keys() - RESCORED_ONLY:
@@ -486,6 +498,20 @@ def _load_or_fit(
                 return teacher
             other = ", ".join(sorted(changed))
             log.warning("teacher file %s was trained with other %s; training it again.", path, other)
+    return _fit(cls, name, path, objects, epochs, cfg, bar, tr, training)
+
+
+def _fit(
+    cls: Any,
+    name: str,
+    path: Path,
+    objects: Callable[[], list[ObjectBatch]],
+    epochs: int | None,
+    cfg: TeachConfig,
+    bar: Any,
+    tr: TeacherReport,
+    training: str,
+) -> Any:
     batches = objects()
     if sum(len(b) for b in batches) == 0:
         raise AedError(
@@ -506,6 +532,7 @@ def _load_or_fit(
     tr.fitted = True
     path.parent.mkdir(parents=True, exist_ok=True)
     teacher.save(path)
+    write_json_atomic(path.with_name("teacher.json"), {"training": training})
     return teacher
 
 
@@ -692,6 +719,7 @@ def ensure_targets(
     report = TeachReport(dataset.name, str(paths.root), normalisation, clips=len(clips))
     report.frames = sum(c.frame_count for c in clips)
     boxes_key = _digest(json.dumps([cfg.proposals.to_dict(), BOXES_VERSION, cfg.margin], sort_keys=True))
+    training = _digest(" ".join(f"{c.name}:{c.stamp()}" for c in dataset.train))
 
     with _progress(progress) as bar:
         boxes = _run_proposals(clips, paths, cfg, workers, bar, report)
@@ -708,7 +736,7 @@ def ensure_targets(
             tr = TeacherReport(name)
             report.teachers[name] = tr
             tpath = paths.teacher_file(name)
-            teacher = _load_or_fit(name, tpath, objects, epochs, cfg, bar, tr)
+            teacher = _load_or_fit(name, tpath, objects, epochs, cfg, bar, tr, training)
             key = f"{_file_digest(tpath)}|{boxes_key}"
             raw = _run_scoring(
                 name, teacher, clips, boxes, paths, lambda c, key=key: key, video_of, cfg, workers, bar, tr
@@ -795,6 +823,7 @@ def install_teacher_files(source: str | Path, targets_dir: str | Path, teachers:
         dst.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dst) as tmp:
             tmp.write_bytes(src.read_bytes())
+        dst.with_name("teacher.json").unlink(missing_ok=True)  # a stamp of the file it replaces
         copied.append(name)
     return copied
 
