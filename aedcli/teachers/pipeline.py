@@ -478,40 +478,9 @@ def _load_or_fit(
     trained again. Files without a stamp (installed with ``--teachers-from``, or older) are reused.
     """
     cls = teacher_class(name)
-    stamp_path = path.with_name("teacher.json")
-    if path.exists():
-        try:
-            teacher = cls.load(path)
-            tr.fit_stats = {"reused": str(path)}
-            trained_on = json.loads(stamp_path.read_text())["training"] if stamp_path.is_file() else ""
-        except (WeightsError, OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            log.warning("teacher file %s cannot be used (%s); training it again.", path, exc)
-        else:
-            if training and trained_on and trained_on != training:
-                log.warning("teacher file %s was trained on other training video; training it again.", path)
-                return _fit(cls, name, path, objects, epochs, cfg, bar, tr, training)
-            options = _teacher_options(name, cfg)
-            changed = {k: v for k, v in options.items() if getattr(teacher.config, k) != v}
-            if not changed.keys() - RESCORED_ONLY:
-                if changed:
-                    _recombine(teacher, changed, objects, path, tr)
-                return teacher
-            other = ", ".join(sorted(changed))
-            log.warning("teacher file %s was trained with other %s; training it again.", path, other)
-    return _fit(cls, name, path, objects, epochs, cfg, bar, tr, training)
-
-
-def _fit(
-    cls: Any,
-    name: str,
-    path: Path,
-    objects: Callable[[], list[ObjectBatch]],
-    epochs: int | None,
-    cfg: TeachConfig,
-    bar: Any,
-    tr: TeacherReport,
-    training: str,
-) -> Any:
+    reused = _reusable(cls, name, path, objects, cfg, tr, training) if path.exists() else None
+    if reused is not None:
+        return reused
     batches = objects()
     if sum(len(b) for b in batches) == 0:
         raise AedError(
@@ -533,6 +502,38 @@ def _fit(
     path.parent.mkdir(parents=True, exist_ok=True)
     teacher.save(path)
     write_json_atomic(path.with_name("teacher.json"), {"training": training})
+    return teacher
+
+
+def _reusable(
+    cls: Any,
+    name: str,
+    path: Path,
+    objects: Callable[[], list[ObjectBatch]],
+    cfg: TeachConfig,
+    tr: TeacherReport,
+    training: str,
+) -> Any:
+    """The teacher file at ``path`` (recombined when only its combination changed), or ``None`` to retrain."""
+    stamp_path = path.with_name("teacher.json")
+    try:
+        teacher = cls.load(path)
+        trained_on = json.loads(stamp_path.read_text())["training"] if stamp_path.is_file() else ""
+    except (WeightsError, OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        log.warning("teacher file %s cannot be used (%s); training it again.", path, exc)
+        return None
+    if training and trained_on and trained_on != training:
+        log.warning("teacher file %s was trained on other training video; training it again.", path)
+        return None
+    options = _teacher_options(name, cfg)
+    changed = {k: v for k, v in options.items() if getattr(teacher.config, k) != v}
+    if changed.keys() - RESCORED_ONLY:
+        other = ", ".join(sorted(changed))
+        log.warning("teacher file %s was trained with other %s; training it again.", path, other)
+        return None
+    tr.fit_stats = {"reused": str(path)}
+    if changed:
+        _recombine(teacher, changed, objects, path, tr)
     return teacher
 
 
