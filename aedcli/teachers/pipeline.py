@@ -214,6 +214,10 @@ class TargetPaths:
     def teacher_file(self, teacher: str) -> Path:
         return self.root / teacher / "teacher.pt"
 
+    def teacher_stamp(self, teacher: str) -> Path:
+        """The stamp of the training videos a teacher trained here learnt from (``{"training": ...}``)."""
+        return self.root / teacher / "teacher.json"
+
     def raw(self, teacher: str, split: str, clip: str) -> Path:
         return self.root / teacher / "raw" / split / f"{clip}.npz"
 
@@ -378,17 +382,23 @@ def _all_clips(dataset: Dataset) -> list[Clip]:
 
 
 def _run_proposals(
-    clips: list[Clip], paths: TargetPaths, cfg: TeachConfig, workers: int, bar: Any, report: TeachReport
+    clips: list[Clip],
+    stamps: dict[tuple[str, str], str],
+    paths: TargetPaths,
+    cfg: TeachConfig,
+    workers: int,
+    bar: Any,
+    report: TeachReport,
 ) -> dict[tuple[str, str], ClipBoxes]:
+    """Boxes of every clip, cached ones reused unless made from another version (``stamps``) of the clip."""
     task = bar.add_task("proposals", total=sum(c.frame_count for c in clips))
     todo: list[Clip] = []
     out: dict[tuple[str, str], ClipBoxes] = {}
-    stamps = {(c.split, c.name): c.stamp() for c in clips}
     for clip in clips:
         key = (clip.split, clip.name)
         cached = load_boxes(paths.boxes(*key), cfg.proposals, stamps[key])
         if cached is not None:
-            out[(clip.split, clip.name)] = cached
+            out[key] = cached
             report.proposals_cached += 1
             bar.advance(task, clip.frame_count)
         else:
@@ -463,7 +473,7 @@ def collect_training_objects(
 
 def _load_or_fit(
     name: str,
-    path: Path,
+    paths: TargetPaths,
     objects: Callable[[], list[ObjectBatch]],
     epochs: int | None,
     cfg: TeachConfig,
@@ -471,14 +481,15 @@ def _load_or_fit(
     tr: TeacherReport,
     training: str = "",
 ) -> Any:
-    """The teacher of ``path`` when it can be reused, else one trained on ``objects()`` and saved there.
+    """The teacher file under ``paths`` when it can be reused, else one trained on ``objects()`` and saved.
 
     ``training`` stamps the training videos (:meth:`aedcli.data.clips.Clip.stamp` of each); it is written
     beside a teacher trained here (``teacher.json``), and a file stamped with other training videos is
     trained again. Files without a stamp (installed with ``--teachers-from``, or older) are reused.
     """
     cls = teacher_class(name)
-    reused = _reusable(cls, name, path, objects, cfg, tr, training) if path.exists() else None
+    path, stamp = paths.teacher_file(name), paths.teacher_stamp(name)
+    reused = _reusable(cls, name, path, stamp, objects, cfg, tr, training) if path.exists() else None
     if reused is not None:
         return reused
     batches = objects()
@@ -501,7 +512,7 @@ def _load_or_fit(
     tr.fitted = True
     path.parent.mkdir(parents=True, exist_ok=True)
     teacher.save(path)
-    write_json_atomic(path.with_name("teacher.json"), {"training": training})
+    write_json_atomic(stamp, {"training": training})
     return teacher
 
 
@@ -509,13 +520,13 @@ def _reusable(
     cls: Any,
     name: str,
     path: Path,
+    stamp_path: Path,
     objects: Callable[[], list[ObjectBatch]],
     cfg: TeachConfig,
     tr: TeacherReport,
     training: str,
 ) -> Any:
     """The teacher file at ``path`` (recombined when only its combination changed), or ``None`` to retrain."""
-    stamp_path = path.with_name("teacher.json")
     try:
         teacher = cls.load(path)
         trained_on = json.loads(stamp_path.read_text())["training"] if stamp_path.is_file() else ""
@@ -720,10 +731,11 @@ def ensure_targets(
     report = TeachReport(dataset.name, str(paths.root), normalisation, clips=len(clips))
     report.frames = sum(c.frame_count for c in clips)
     boxes_key = _digest(json.dumps([cfg.proposals.to_dict(), BOXES_VERSION, cfg.margin], sort_keys=True))
-    training = _digest(" ".join(f"{c.name}:{c.stamp()}" for c in dataset.train))
+    stamps = {(c.split, c.name): c.stamp() for c in clips}
+    training = _digest(" ".join(f"{c.name}:{stamps[(c.split, c.name)]}" for c in dataset.train))
 
     with _progress(progress) as bar:
-        boxes = _run_proposals(clips, paths, cfg, workers, bar, report)
+        boxes = _run_proposals(clips, stamps, paths, cfg, workers, bar, report)
         training_objects: list[ObjectBatch] | None = None
 
         def objects() -> list[ObjectBatch]:
@@ -737,7 +749,7 @@ def ensure_targets(
             tr = TeacherReport(name)
             report.teachers[name] = tr
             tpath = paths.teacher_file(name)
-            teacher = _load_or_fit(name, tpath, objects, epochs, cfg, bar, tr, training)
+            teacher = _load_or_fit(name, paths, objects, epochs, cfg, bar, tr, training)
             key = f"{_file_digest(tpath)}|{boxes_key}"
             raw = _run_scoring(
                 name, teacher, clips, boxes, paths, lambda c, key=key: key, video_of, cfg, workers, bar, tr
@@ -824,7 +836,7 @@ def install_teacher_files(source: str | Path, targets_dir: str | Path, teachers:
         dst.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dst) as tmp:
             tmp.write_bytes(src.read_bytes())
-        dst.with_name("teacher.json").unlink(missing_ok=True)  # a stamp of the file it replaces
+        paths.teacher_stamp(name).unlink(missing_ok=True)  # the stamp of the file it replaces
         copied.append(name)
     return copied
 
