@@ -212,6 +212,11 @@ def clip_objects(clip: Clip, boxes: list[np.ndarray], video: int = -1) -> Object
     )
 
 
+def heights(batch: ObjectBatch) -> np.ndarray:
+    """Box heights of a batch's objects as fractions of the frame height (what ``train-size`` bins)."""
+    return (batch.boxes[:, 3] - batch.boxes[:, 1]) / float(batch.frame_size[0])
+
+
 def frame_auc(dataset: Dataset, objects: dict[str, ObjectBatch], scores: dict[str, np.ndarray]) -> float:
     """Micro AUC over all test frames of the per-frame max object score (lowest where a frame has none)."""
     floor = min((float(s.min()) for s in scores.values() if len(s)), default=0.0) - 1.0
@@ -356,18 +361,22 @@ def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
     table["teacher b seeds"] = seeds_table
 
     # The teachers' mean, every teacher at its default options (teacher b: seed 0), each teacher's scores
-    # scaled with its own training objects' scores.
+    # scaled with its own training objects' scores (and, for ``train-size``, their box heights).
     members = ("a", "b", "flow")
+    train_heights = np.concatenate([heights(b) for b in train_objects])
+    test_heights = {c: heights(b) for c, b in test_objects.items()}
     group = table["teachers' mean, scaling"] = {}
     for kind in SCALING_OPTIONS:
         scalers = {
             name: ScoreScaler.from_training(
-                train_scores[name], kind=kind, lo_percentile=50.0, hi_percentile=100.0
+                train_scores[name], kind=kind, lo_percentile=50.0, hi_percentile=100.0, heights=train_heights
             )
             for name in members
         }
         mean = {
-            c: np.mean([scalers[name].apply(test_scores[name][c]) for name in members], axis=0)
+            c: np.mean(
+                [scalers[name].apply(test_scores[name][c], test_heights[c]) for name in members], axis=0
+            )
             for c in test_objects
         }
         group[kind] = frame_auc(dataset, test_objects, mean)
@@ -395,12 +404,18 @@ def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
             keys = (("a", a_combine), ("b", b_combine), ("flow", ""))
             scalers = {
                 k: ScoreScaler.from_training(
-                    combined_scores[k][0], kind=scaling, lo_percentile=50.0, hi_percentile=100.0
+                    combined_scores[k][0],
+                    kind=scaling,
+                    lo_percentile=50.0,
+                    hi_percentile=100.0,
+                    heights=train_heights,
                 )
                 for k in keys
             }
             mean = {
-                c: np.mean([scalers[k].apply(combined_scores[k][1][c]) for k in keys], axis=0)
+                c: np.mean(
+                    [scalers[k].apply(combined_scores[k][1][c], test_heights[c]) for k in keys], axis=0
+                )
                 for c in test_objects
             }
             group[f"a {a_combine}, b {b_combine}"] = frame_auc(dataset, test_objects, mean)
@@ -435,7 +450,7 @@ def report(
             "scaling": "the earlier default, listed first",
             "combinations": "today's defaults, listed first",
         }.get(group.rsplit(" ", 1)[-1], "the earlier, simpler option")
-        counts = group != pairs_group("train-rarity" if scaling == "train" else "train")
+        counts = group not in {pairs_group(s) for s in SCALING_OPTIONS if s != scaling}
         allowed = candidates.get(group, tuple(results))
         if counts:
             chosen[group] = choose({name: auc for name, auc in results.items() if name in allowed})

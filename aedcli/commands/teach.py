@@ -47,11 +47,12 @@ def teach(
     normalisation: str = typer.Option(
         "train",
         "--normalisation",
-        metavar="train|train-rarity|per-video-minmax",
+        metavar="train|train-rarity|train-size|per-video-minmax",
         help="Scale object scores with statistics of all training objects ('train': 0 and 1 at the "
         "--scale-percentiles, linear in between; 'train-rarity': rarity among normal training objects in "
-        "between, so every teacher's normal objects spread alike), or per video ('per-video-minmax': uses "
-        "each video's own range, only to compare with published code).",
+        "between, so every teacher's normal objects spread alike; 'train-size': 'train' among training "
+        "objects of similar box height, for cameras whose far objects are a few pixels tall), or per video "
+        "('per-video-minmax': uses each video's own range, only to compare with published code).",
     ),
     frame_correction: str = typer.Option(
         "none",

@@ -61,7 +61,7 @@ B_COMBINES = {
 }
 CALIBRATIONS = {"count-corrected": "count", "max of raw scores": "none"}
 B_SEED_COUNTS = {"one seed": 1, "three seeds": 3}
-SCALINGS = ("train", "train-rarity")
+SCALINGS = ("train", "train-rarity", "train-size")
 
 
 def pairs_group(scaling: str) -> str:

@@ -3,21 +3,23 @@
 Method.md section 3: every box is painted with its object's score on a low-resolution grid (a cell takes the
 max over the boxes that overlap it, 0 elsewhere); the map volume of a clip is optionally smoothed with a
 small 3D mean filter over (time, height, width); adaptive max-pooling reduces each map to the three targets.
-Scores are scaled to [0, 1] before painting with statistics of the whole training set
-(:class:`ScoreScaler`, ``train``): ``(score - lo) / (hi - lo)`` clipped, with ``lo`` and ``hi`` percentiles
-of the raw scores of all normal training objects. The teacher stage uses the median and the max
-(``TeachConfig.lo_percentile = 50``, ``hi_percentile = 100``): a typical normal object paints 0, like
-empty background, and the most unusual normal object 1, whatever the teacher's raw units, so the targets of
-different teachers mean the same thing and a student distilled from several of them learns their common
-scale rather than their offsets. ``train-rarity`` keeps those two anchors and measures the way between them
-in rarity among the normal training objects (``-ln`` of the share scoring as high or higher), so that the
-normal objects of every teacher spread alike between 0 and 1 whatever the shape of its score
-distribution. ``train`` is the default (``DEFAULT_NORMALISATION``), as chosen on the synthetic development
-set (``scripts/teacher_dev.py``): ``train-rarity`` won there while teacher b added standardised errors
-(0.934 frame micro AUC for the teachers' mean against 0.917), and lost once teacher b took the largest
-rarity of its tasks (0.934 against 0.939). ``per-video-minmax`` (each clip's own min and
-max object score, as the paper's lab code does) is available as a labelled option only: it uses statistics
-of the very video being judged.
+Scores are scaled to [0, 1] before painting with statistics of the whole training set (:class:`ScoreScaler`,
+``train``): ``(score - lo) / (hi - lo)`` clipped, with ``lo`` and ``hi`` percentiles of the raw scores of all
+normal training objects. The teacher stage uses the median and the max (``TeachConfig.lo_percentile = 50``,
+``hi_percentile = 100``): a typical normal object paints 0, like empty background, and the most unusual normal
+object 1, whatever the teacher's raw units, so the targets of different teachers mean the same thing and a
+student distilled from several of them learns their common scale rather than their offsets. ``train-rarity``
+keeps those two anchors and measures the way between them in rarity among the normal training objects (``-ln``
+of the share scoring as high or higher), so that the normal objects of every teacher spread alike between 0
+and 1 whatever the shape of its score distribution. ``train-size`` takes the same two percentiles separately
+among normal training objects of similar height (:data:`SIZE_BINS` bins at the quantiles of their box
+heights): on a camera with depth, far and small objects, a few pixels tall, score higher on average (their
+crops are blown up from a few pixels), and a normal far walker would otherwise outrank an abnormal near one.
+``train`` is the default (``DEFAULT_NORMALISATION``), as chosen on the synthetic development set
+(``scripts/teacher_dev.py``): ``train-rarity`` won there while teacher b added standardised errors (0.934
+frame micro AUC for the teachers' mean against 0.917), and lost once teacher b took the largest rarity of its
+tasks (0.934 against 0.939). ``per-video-minmax`` (each clip's own min and max object score, as the paper's
+lab code does) is available as a labelled option only: it uses statistics of the very video being judged.
 
 Target file format (one per teacher and clip, ``<targets>/<teacher>/<split>/<clip>.npz``, version 1):
 
@@ -47,7 +49,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +64,13 @@ from aedcli.teachers.calibration import TailModel
 
 TARGETS_FORMAT = "aed-teacher-targets"
 TARGETS_VERSION = 1
-NORMALISATIONS = ("train", "train-rarity", "per-video-minmax")
+NORMALISATIONS = ("train", "train-rarity", "train-size", "per-video-minmax")
 DEFAULT_NORMALISATION = "train"
 """What ``aed teach`` scales object scores with unless told otherwise."""
+SIZE_BINS = 5
+"""``train-size`` scaling: bins of normal training objects by box height (fewer when there are fewer than
+``SIZE_BIN_OBJECTS`` objects per bin)."""
+SIZE_BIN_OBJECTS = 100
 DEFAULT_CELL = 8
 """Grid cell size in source pixels: 240x360 frames -> 30x45 maps."""
 
@@ -81,6 +87,9 @@ class ScoreScaler:
     score, ``clip((r(s) - r(lo)) / (r(hi) - r(lo)), 0, 1)`` with ``r(s) = -ln q(s)``, ``q`` the share of
     normal training objects scoring ``s`` or more (:class:`aedcli.teachers.calibration.TailModel`, kept in
     ``tail``): every teacher's normal objects then get the same distribution of scaled scores.
+    ``kind="train-size"``: lo/hi measured separately in bins of box height (``size_edges``: the inner bin
+    edges, fractions of the frame height; ``size_lo`` / ``size_hi``: each bin's percentiles), an object
+    scaled with its own height's bin; ``lo`` / ``hi`` stay the percentiles of all objects.
     ``kind="per-video-minmax"``: lo/hi are recomputed per clip by :meth:`for_clip`.
     """
 
@@ -91,6 +100,9 @@ class ScoreScaler:
     hi_percentile: float = 100.0
     train_objects: int = 0
     tail: dict[str, Any] | None = None
+    size_edges: list[float] | None = None
+    size_lo: list[float] | None = None
+    size_hi: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in NORMALISATIONS:
@@ -100,17 +112,39 @@ class ScoreScaler:
 
     @classmethod
     def from_training(
-        cls, raw: np.ndarray, *, kind: str = "train", lo_percentile: float = 0.0, hi_percentile: float = 100.0
+        cls,
+        raw: np.ndarray,
+        *,
+        kind: str = "train",
+        lo_percentile: float = 0.0,
+        hi_percentile: float = 100.0,
+        heights: np.ndarray | None = None,
     ) -> ScoreScaler:
+        """The scaler of normal training objects' ``raw`` scores; ``train-size`` also needs their box
+        ``heights`` (fractions of the frame height), one per score."""
         raw = np.asarray(raw, np.float64).reshape(-1)
+        if kind == "train-size":
+            if heights is None or len(heights) != len(raw):
+                raise ValueError("train-size scaling needs one box height per training score")
+            heights = np.asarray(heights, np.float64).reshape(-1)[np.isfinite(raw)]
         raw = raw[np.isfinite(raw)]
         if raw.size == 0:
             return cls(kind, 0.0, 1.0, lo_percentile, hi_percentile, 0)
-        lo, hi = np.percentile(raw, [lo_percentile, hi_percentile])
-        if hi - lo < 1e-6:
-            hi = lo + 1.0
+        lo, hi = _anchors(raw, lo_percentile, hi_percentile)
         tail = TailModel.from_training(raw).to_dict() if kind == "train-rarity" else None
-        return cls(kind, float(lo), float(hi), lo_percentile, hi_percentile, int(raw.size), tail)
+        scaler = cls(kind, lo, hi, lo_percentile, hi_percentile, int(raw.size), tail)
+        if kind != "train-size":
+            return scaler
+        bins = max(1, min(SIZE_BINS, raw.size // SIZE_BIN_OBJECTS))
+        edges = np.unique(np.quantile(heights, np.arange(1, bins) / bins)).tolist() if bins > 1 else []
+        which = np.digitize(heights, edges)
+        anchors = [_anchors(raw[which == i], lo_percentile, hi_percentile) for i in range(len(edges) + 1)]
+        return replace(
+            scaler,
+            size_edges=[float(e) for e in edges],
+            size_lo=[a[0] for a in anchors],
+            size_hi=[a[1] for a in anchors],
+        )
 
     def for_clip(self, raw: np.ndarray) -> ScoreScaler:
         """The scaler to use for one clip's raw scores (itself, or the clip's own min-max)."""
@@ -119,12 +153,20 @@ class ScoreScaler:
         lo, hi = float(np.min(raw)), float(np.max(raw))
         return ScoreScaler(self.kind, lo, hi if hi - lo > 1e-6 else lo + 1.0, 0.0, 100.0, self.train_objects)
 
-    def apply(self, raw: np.ndarray) -> np.ndarray:
+    def apply(self, raw: np.ndarray, heights: np.ndarray | None = None) -> np.ndarray:
+        """Scaled scores in [0, 1]; ``train-size`` needs the objects' box ``heights`` (fractions of the
+        frame height)."""
         x = np.asarray(raw, np.float64)
         if self.kind == "train-rarity" and self.tail is not None:
             model = TailModel.from_dict(self.tail)
             lo, hi = (float(v) for v in model.rarity(np.array([self.lo, self.hi])))
             s = (model.rarity(x).astype(np.float64) - lo) / max(hi - lo, 1e-6)
+        elif self.kind == "train-size" and self.size_lo is not None and self.size_hi is not None:
+            if heights is None or np.shape(heights) != x.shape:
+                raise ValueError("train-size scaling needs one box height per score")
+            which = np.digitize(np.asarray(heights, np.float64), self.size_edges or [])
+            lo, hi = np.asarray(self.size_lo)[which], np.asarray(self.size_hi)[which]
+            s = (x - lo) / (hi - lo)
         else:
             s = (x - self.lo) / (self.hi - self.lo)
         return np.clip(np.nan_to_num(s, nan=0.0), 0.0, 1.0).astype(np.float32)
@@ -132,8 +174,9 @@ class ScoreScaler:
     def to_dict(self) -> dict[str, Any]:
         """Everything, as JSON-able values; a scaler without a tail model leaves ``tail`` out."""
         d = asdict(self)
-        if d["tail"] is None:
-            del d["tail"]  # as written before rarity scaling existed
+        for key in ("tail", "size_edges", "size_lo", "size_hi"):
+            if d[key] is None:
+                del d[key]  # as written before rarity and size scaling existed
         return d
 
     def summary(self) -> dict[str, Any]:
@@ -143,6 +186,20 @@ class ScoreScaler:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScoreScaler:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def _anchors(raw: np.ndarray, lo_percentile: float, hi_percentile: float) -> tuple[float, float]:
+    """The ``lo`` and ``hi`` percentiles of ``raw`` (0 and 1 for no scores), at least 1e-6 apart."""
+    if raw.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(raw, [lo_percentile, hi_percentile])
+    return float(lo), float(hi if hi - lo >= 1e-6 else lo + 1.0)
+
+
+def box_heights(rows: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    """Heights of boxes ``rows`` (K, 5) [frame, x0, y0, x1, y1] as fractions of the frame height."""
+    rows = np.asarray(rows, np.float64).reshape(-1, 5)
+    return (rows[:, 4] - rows[:, 2]) / float(frame_size[0])
 
 
 # -------------------------------------------------------------------------------------------------- painting
@@ -241,7 +298,7 @@ def build_targets(
     if len(values) != len(raw):
         raise ValueError(f"{len(values)} calibrated scores for {len(raw)} objects")
     clip_scaler = scaler.for_clip(values)
-    scaled = clip_scaler.apply(values)
+    scaled = clip_scaler.apply(values, box_heights(rows, frame_size))
     boxes = np.hstack([rows, scaled[:, None]]).astype(np.float32)
     lowres = smooth_maps(paint_boxes(boxes, frame_count, frame_size, cell), smoothing)
     s1, m4, l16 = pool_targets(lowres)

@@ -68,6 +68,7 @@ from aedcli.teachers.maps import (
     ScoreScaler,
     Targets,
     TargetsError,
+    box_heights,
     build_targets,
     load_targets,
     save_targets,
@@ -764,6 +765,12 @@ def ensure_targets(
                 kind=normalisation,
                 lo_percentile=cfg.lo_percentile,
                 hi_percentile=cfg.hi_percentile,
+                heights=np.concatenate(
+                    [
+                        box_heights(raw[(c.split, c.name)][0], boxes[(c.split, c.name)].frame_size)
+                        for c in dataset.train
+                    ]
+                ),
             )
             # Uncorrected targets keep the layout they had before the correction existed, so older target
             # folders stay valid; a scaler.json without "frame_correction" means "none".
