@@ -290,6 +290,18 @@ if has teacher-seeds; then
     $AED eval --dataset ped2 --root "$PED2" --targets "$own17" --model "$model" --sigma "$SIGMA" \
       --json "$RUNS/reports/$model-ped2-choices-r17.json"
   done
+  # Eighteenth round: the seventeenth round's choices with each teacher's scores scaled among training
+  # objects of their own size (--normalisation train-size, chosen on three more draws, seeds 5, 6 and 7:
+  # docs/results/reports/teacher_dev-round18-ped2-one-x3.json); the same teacher files, repainted.
+  own18="$RUNS/targets-ped2-choices-r18"
+  mkdir -p "$own18"
+  for t in a b flow boxes; do [[ -e "$own18/$t" ]] || cp -r "$own17/$t" "$own18/"; done
+  $AED teach --dataset ped2 --root "$PED2" --out "$own18" --teachers a,b,flow --speedups 2,3 \
+    --choices docs/results/reports/teacher_dev-round18-ped2-choices.json --workers "$WORKERS" --quiet
+  for model in teacher-a teacher-b teacher-flow teachers; do
+    $AED eval --dataset ped2 --root "$PED2" --targets "$own18" --model "$model" --sigma "$SIGMA" \
+      --json "$RUNS/reports/$model-ped2-choices-r18.json"
+  done
 fi
 
 # A run folder that shares the pre-training and the frame cache of $1 and the teachers' targets.
@@ -501,11 +513,12 @@ if has pseudo; then
   seed4_run cpu-abf-defaults-mix-240-s4 "$defaults"
 fi
 
-# Sixteenth and seventeenth rounds, ablations: the same recipe on the targets of Ped2's own choices
+# Sixteenth to eighteenth rounds, ablations: the same recipe on the targets of Ped2's own choices
 # (teacher-seeds step).
 if has pseudo; then
   seed4_run cpu-abf-r16-mix-240-s4 "$RUNS/targets-ped2-choices"
   seed4_run cpu-abf-r17-mix-240-s4 "$RUNS/targets-ped2-choices-r17"
+  seed4_run cpu-abf-r18-mix-240-s4 "$RUNS/targets-ped2-choices-r18"
 fi
 
 if has report; then

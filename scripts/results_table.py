@@ -65,6 +65,10 @@ TEACHER_ROWS = {
     "teacher-b-ped2-choices-r17": "teacher b with Ped2's choices over three draws (as the sixteenth round's)",
     "teacher-flow-ped2-choices-r17": "teacher flow with Ped2's choices over three draws (three-frame, count)",
     "teachers-ped2-choices-r17": "teachers a + b + flow with Ped2's choices over three draws",
+    "teacher-a-ped2-choices-r18": "teacher a, Ped2's choices, scaled among objects of its size (train-size)",
+    "teacher-b-ped2-choices-r18": "teacher b, Ped2's choices, scaled among objects of its size (train-size)",
+    "teacher-flow-ped2-choices-r18": "teacher flow, Ped2's choices, scaled among objects of its size",
+    "teachers-ped2-choices-r18": "teachers a + b + flow, Ped2's choices, scaled among objects of their size",
 }
 
 

@@ -192,3 +192,47 @@ def test_rarity_scaler_round_trips_and_a_linear_one_keeps_its_old_layout() -> No
     np.testing.assert_array_equal(back.apply(raw), rare.apply(raw))
     assert "tail" not in rare.summary() and len(rare.to_dict()["tail"]["quantiles"]) > 100
     assert "tail" not in ScoreScaler.from_training(raw).to_dict()
+
+
+def test_size_scaling_gives_each_height_its_own_anchors() -> None:
+    # Small (far) normal objects score twice as high as large ones: with one pair of anchors a normal small
+    # object outranks an unusual large one; scaled within their own heights, the large one ranks first.
+    rng = np.random.default_rng(3)
+    heights = np.concatenate([rng.uniform(0.03, 0.08, 4000), rng.uniform(0.15, 0.4, 4000)])
+    raw = np.concatenate([rng.uniform(0.0, 2.0, 4000), rng.uniform(0.0, 1.0, 4000)])
+    linear = ScoreScaler.from_training(raw, lo_percentile=50.0, hi_percentile=100.0)
+    sized = ScoreScaler.from_training(
+        raw, kind="train-size", lo_percentile=50.0, hi_percentile=100.0, heights=heights
+    )
+    assert (sized.lo, sized.hi) == (linear.lo, linear.hi)
+    assert sized.size_edges is not None and len(sized.size_edges) == 4  # five bins of 1,600 objects
+    small_normal, large_unusual = np.array([1.8]), np.array([0.95])
+    h_small, h_large = np.array([0.05]), np.array([0.3])
+    assert linear.apply(small_normal)[0] > linear.apply(large_unusual)[0]
+    assert sized.apply(small_normal, h_small)[0] < sized.apply(large_unusual, h_large)[0]
+    # every bin's median paints 0 and its max 1
+    which = np.digitize(heights, sized.size_edges)
+    for i in range(5):
+        in_bin = raw[which == i]
+        lo_hi = sized.apply(np.array([np.median(in_bin), in_bin.max()]), np.full(2, heights[which == i][0]))
+        np.testing.assert_allclose(lo_hi, [0.0, 1.0], atol=1e-6)
+    with pytest.raises(ValueError, match="height"):
+        sized.apply(raw)
+
+
+def test_size_scaler_round_trips_and_falls_back_to_one_bin_with_few_objects() -> None:
+    rng = np.random.default_rng(4)
+    raw, heights = rng.gamma(2.0, 1.0, 3000), rng.uniform(0.05, 0.5, 3000)
+    sized = ScoreScaler.from_training(
+        raw, kind="train-size", lo_percentile=50.0, hi_percentile=100.0, heights=heights
+    )
+    back = ScoreScaler.from_dict(json.loads(json.dumps(sized.to_dict())))
+    np.testing.assert_array_equal(back.apply(raw, heights), sized.apply(raw, heights))
+    assert "size_edges" not in ScoreScaler.from_training(raw).to_dict()
+    few = ScoreScaler.from_training(raw[:150], kind="train-size", heights=heights[:150])
+    assert few.size_edges == []  # one bin: the plain linear scaling
+    np.testing.assert_allclose(
+        few.apply(raw[:150], heights[:150]), ScoreScaler.from_training(raw[:150]).apply(raw[:150])
+    )
+    with pytest.raises(ValueError, match="height"):
+        ScoreScaler.from_training(raw, kind="train-size")

@@ -47,6 +47,16 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert f"{three} 93.6 | 97.5 | 97.5 | 73.7 | 94.8 |" in out
     assert f"{three} 93.6 | 97.5 / 97.5 | 73.7 | 94.8 |" in readme
     assert "| teacher flow with Ped2's choices over three draws (three-frame, count) | 95.4 | 97.5 |" in out
+    sized = "| teachers a + b + flow, Ped2's choices, scaled among objects of their size |"
+    assert f"{sized} 95.8 | 97.8 | 97.9 | 76.9 | 97.9 |" in out
+    assert (
+        "| teachers a + b + flow with those choices, size-scaled | 95.8 | 97.8 / 97.9 | 76.9 | 97.9 |"
+        in readme
+    )
+    assert (
+        "| 90.5 / 88.8 / 95.6 | 93.2 / 93.2 / 97.3 (1-class) | 65.6 / 50.6 / 79.1 | 84.1 / 92.3 / 99.1 |"
+        in readme
+    )
     assert "| student `cpu-abf-r17-mix-240-s4` | 92.9 | 99.3 | 99.4 | 74.5 | 94.1 |" in out
     assert "| 92.9 | 99.3 / 99.4 | 74.5 | 94.1 |" in readme
     assert "| student `cpu-abf-mix-240` | 93.6 | 98.8 | 98.8 | 74.1 | 98.4 |" in out

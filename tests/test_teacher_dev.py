@@ -90,6 +90,23 @@ def test_decisions_over_two_development_sets_use_the_mean_auc(
     assert "not used: the scaling chosen is train-rarity" in capsys.readouterr().out
 
 
+def test_with_three_scalings_only_the_chosen_scalings_pairs_count(capsys) -> None:
+    def pairs(today: float, other: float) -> dict[str, float]:
+        return {"a tail-max, b tail-max": today, "a linear, b z-sum": other}
+
+    table = _table(
+        {"train": 0.90, "train-rarity": 0.903, "train-size": 0.95},
+        {"train": pairs(0.90, 0.99), "train-rarity": pairs(0.903, 0.99), "train-size": pairs(0.95, 0.93)},
+    )
+    chosen = dev.report(table, "three scalings")
+    assert chosen["teachers' mean, scaling"] == "train-size"
+    assert chosen[dev.pairs_group("train-size")] == "a tail-max, b tail-max"
+    assert dev.pairs_group("train") not in chosen and dev.pairs_group("train-rarity") not in chosen
+    # within the margin the earlier scaling wins
+    table["teachers' mean, scaling"]["train-size"] = 0.904
+    assert dev.report(table, "close")["teachers' mean, scaling"] == "train"
+
+
 def test_groups_missing_from_one_report_are_left_out_of_the_mean() -> None:
     full = _table({"train": 0.9, "train-rarity": 0.8}, {"train": {"a tail-max, b tail-max": 0.9}})
     older = {"teachers' mean, scaling": {"train": 0.7, "train-rarity": 0.6}}

@@ -21,7 +21,7 @@ from aedcli.errors import AedError, UsageError
 from aedcli.teachers import parse_teachers, teacher_class
 from aedcli.teachers import pipeline as pl
 from aedcli.teachers.appearance_motion import AppearanceMotionTeacher
-from aedcli.teachers.maps import load_targets
+from aedcli.teachers.maps import ScoreScaler, box_heights, load_targets
 from aedcli.teachers.pipeline import (
     TEACHERS,
     TargetPaths,
@@ -475,6 +475,28 @@ def test_linear_scaling_is_the_default_and_switching_to_rarity_repaints_without_
         assert np.all(np.diff(rare.boxes[order, 5]) >= -1e-6)
         assert np.all(np.diff(linear.boxes[order, 5]) >= -1e-6)
     assert not np.allclose(rare.boxes[:, 5], linear.boxes[:, 5])
+
+
+def test_size_scaling_repaints_without_rescoring_and_scales_each_box_with_its_heights_anchors(
+    taught, synthetic, tmp_path
+) -> None:
+    src, _ = taught
+    shutil.copytree(src, tmp_path / "t")
+    report = ensure_targets(
+        synthetic, tmp_path / "t", ["a"], progress=False, normalisation="train-size", config=CONFIG
+    )
+    tr, n = report.teachers["a"], len(_all(synthetic))
+    assert tr.clips_cached == n and tr.clips_scored == 0 and tr.targets_written == n
+    stored = json.loads((tmp_path / "t" / "a" / "scaler.json").read_text())
+    assert stored["kind"] == "train-size" and stored_scaling(tmp_path / "t", "a")[0] == "train-size"
+    scaler = ScoreScaler.from_dict(stored)
+    assert len(stored["size_lo"]) == len(stored["size_edges"]) + 1 >= 2
+    for clip in synthetic.test:
+        t = load_targets(TargetPaths(tmp_path / "t").targets("a", "test", clip.name))
+        assert t.meta["normalisation"] == "train-size"
+        heights = box_heights(t.boxes[:, :5], t.meta["frame_size"])
+        np.testing.assert_allclose(t.boxes[:, 5], scaler.apply(t.raw, heights), atol=1e-6)
+        assert not np.allclose(t.boxes[:, 5], ScoreScaler.from_dict({**stored, "kind": "train"}).apply(t.raw))
 
 
 def test_distill_adds_targets_painted_the_way_the_folder_was(taught, synthetic, tmp_path) -> None:
