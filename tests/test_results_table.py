@@ -58,6 +58,8 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
         in readme
     )
     assert "| student `cpu-abf-r17-mix-240-s4` | 92.9 | 99.3 | 99.4 | 74.5 | 94.1 |" in out
+    assert "| student `cpu-abf-r18-mix-240-s4` | 95.4 | 98.7 | 98.8 | 80.4 | 94.7 |" in out
+    assert "| 95.4 | 98.7 / 98.8 | 80.4 | 94.7 |" in readme
     assert "| 92.9 | 99.3 / 99.4 | 74.5 | 94.1 |" in readme
     assert "| student `cpu-abf-mix-240` | 93.6 | 98.8 | 98.8 | 74.1 | 98.4 |" in out
     assert "| teachers a + b + flow, count-corrected | 92.7 | 96.9 | 97.0 | 73.6 | 95.7 |" in out
