@@ -180,6 +180,18 @@ if has eval-teachers; then
     --json "$RUNS/reports/sigma21-student-ped2.json"
 fi
 
+# Teachers a, b, flow in targets folder $1 painted with the choices file $2 (with sped-up copies), and
+# their four rows evaluated into reports named <model>-$3.json.
+teach_with_choices() {
+  local out=$1 choices=$2 name=$3
+  $AED teach --dataset ped2 --root "$PED2" --out "$out" --teachers a,b,flow --speedups 2,3 \
+    --choices "$choices" --workers "$WORKERS" --quiet
+  for model in teacher-a teacher-b teacher-flow teachers; do
+    $AED eval --dataset ped2 --root "$PED2" --targets "$out" --model "$model" --sigma "$SIGMA" \
+      --json "$RUNS/reports/$model-$name.json"
+  done
+}
+
 # Teacher $1 trained into $RUNS/targets-$2 with the remaining arguments on the shipped teachers' boxes; its
 # row goes to report $3, and the mean with the other shipped teachers (folder $RUNS/targets-$2-all) to $4.
 retrained() {
@@ -272,36 +284,21 @@ if has teacher-seeds; then
   [[ -e "$own/boxes" ]] || cp -r "$RUNS/targets-today/boxes" "$own/"
   [[ -e "$own/a/teacher.pt" ]] || cp "$RUNS/targets-today/a/teacher.pt" "$own/a/"
   [[ -e "$own/b/teacher.pt" ]] || cp "$RUNS/targets-b-seeds3/b/teacher.pt" "$own/b/"
-  $AED teach --dataset ped2 --root "$PED2" --out "$own" --teachers a,b,flow --speedups 2,3 \
-    --choices docs/results/reports/teacher_dev-round16-ped2-one.json --workers "$WORKERS" --quiet
-  for model in teacher-a teacher-b teacher-flow teachers; do
-    $AED eval --dataset ped2 --root "$PED2" --targets "$own" --model "$model" --sigma "$SIGMA" \
-      --json "$RUNS/reports/$model-ped2-choices.json"
-  done
+  teach_with_choices "$own" docs/results/reports/teacher_dev-round16-ped2-one.json ped2-choices
   # Seventeenth round: the options chosen on the mean of three fresh draws of that set (the committed report
   # of scripts/teacher_dev.py --dev-set ped2-one --seed 2 3 4); teachers a and b as above, the flow teacher
   # fitted again with the chosen switches.
   own17="$RUNS/targets-ped2-choices-r17"
   mkdir -p "$own17"
   for t in a b boxes; do [[ -e "$own17/$t" ]] || cp -r "$own/$t" "$own17/"; done
-  $AED teach --dataset ped2 --root "$PED2" --out "$own17" --teachers a,b,flow --speedups 2,3 \
-    --choices docs/results/reports/teacher_dev-round17-ped2-one-x3.json --workers "$WORKERS" --quiet
-  for model in teacher-a teacher-b teacher-flow teachers; do
-    $AED eval --dataset ped2 --root "$PED2" --targets "$own17" --model "$model" --sigma "$SIGMA" \
-      --json "$RUNS/reports/$model-ped2-choices-r17.json"
-  done
+  teach_with_choices "$own17" docs/results/reports/teacher_dev-round17-ped2-one-x3.json ped2-choices-r17
   # Eighteenth round: the seventeenth round's choices with each teacher's scores scaled among training
   # objects of their own size (--normalisation train-size, chosen on three more draws, seeds 5, 6 and 7:
   # docs/results/reports/teacher_dev-round18-ped2-one-x3.json); the same teacher files, repainted.
   own18="$RUNS/targets-ped2-choices-r18"
   mkdir -p "$own18"
   for t in a b flow boxes; do [[ -e "$own18/$t" ]] || cp -r "$own17/$t" "$own18/"; done
-  $AED teach --dataset ped2 --root "$PED2" --out "$own18" --teachers a,b,flow --speedups 2,3 \
-    --choices docs/results/reports/teacher_dev-round18-ped2-choices.json --workers "$WORKERS" --quiet
-  for model in teacher-a teacher-b teacher-flow teachers; do
-    $AED eval --dataset ped2 --root "$PED2" --targets "$own18" --model "$model" --sigma "$SIGMA" \
-      --json "$RUNS/reports/$model-ped2-choices-r18.json"
-  done
+  teach_with_choices "$own18" docs/results/reports/teacher_dev-round18-ped2-choices.json ped2-choices-r18
 fi
 
 # A run folder that shares the pre-training and the frame cache of $1 and the teachers' targets.

@@ -447,6 +447,16 @@ def test_a_combine_recalibrates_a_reused_teacher_a_and_scores_it_again(taught, s
         TeachConfig(a_combine="median")
 
 
+def _repainted(src: Path, synthetic, out: Path, normalisation: str) -> dict:
+    """Teacher a's targets of ``src`` copied to ``out`` and painted again with ``normalisation``: every clip
+    repainted, none scored again; returns the new ``scaler.json``."""
+    shutil.copytree(src, out)
+    report = ensure_targets(synthetic, out, ["a"], progress=False, normalisation=normalisation, config=CONFIG)
+    tr, n = report.teachers["a"], len(_all(synthetic))
+    assert tr.clips_cached == n and tr.clips_scored == 0 and tr.targets_written == n
+    return json.loads((out / "a" / "scaler.json").read_text())
+
+
 def test_linear_scaling_is_the_default_and_switching_to_rarity_repaints_without_rescoring(
     taught, synthetic, tmp_path
 ) -> None:
@@ -456,13 +466,7 @@ def test_linear_scaling_is_the_default_and_switching_to_rarity_repaints_without_
     kind, cfg = stored_scaling(src, "a")
     assert kind == "train" and (cfg.lo_percentile, cfg.hi_percentile) == (50.0, 100.0)
 
-    shutil.copytree(src, tmp_path / "t")
-    report = ensure_targets(
-        synthetic, tmp_path / "t", ["a"], progress=False, normalisation="train-rarity", config=CONFIG
-    )
-    tr, n = report.teachers["a"], len(_all(synthetic))
-    assert tr.clips_cached == n and tr.clips_scored == 0 and tr.targets_written == n
-    rarity = json.loads((tmp_path / "t" / "a" / "scaler.json").read_text())
+    rarity = _repainted(src, synthetic, tmp_path / "t", "train-rarity")
     assert rarity["kind"] == "train-rarity" and len(rarity["tail"]["quantiles"]) > 100
     assert stored_scaling(tmp_path / "t", "a")[0] == "train-rarity"
     for clip in synthetic.test:
@@ -480,14 +484,7 @@ def test_linear_scaling_is_the_default_and_switching_to_rarity_repaints_without_
 def test_size_scaling_repaints_without_rescoring_and_scales_each_box_with_its_heights_anchors(
     taught, synthetic, tmp_path
 ) -> None:
-    src, _ = taught
-    shutil.copytree(src, tmp_path / "t")
-    report = ensure_targets(
-        synthetic, tmp_path / "t", ["a"], progress=False, normalisation="train-size", config=CONFIG
-    )
-    tr, n = report.teachers["a"], len(_all(synthetic))
-    assert tr.clips_cached == n and tr.clips_scored == 0 and tr.targets_written == n
-    stored = json.loads((tmp_path / "t" / "a" / "scaler.json").read_text())
+    stored = _repainted(taught[0], synthetic, tmp_path / "t", "train-size")
     assert stored["kind"] == "train-size" and stored_scaling(tmp_path / "t", "a")[0] == "train-size"
     scaler = ScoreScaler.from_dict(stored)
     assert len(stored["size_lo"]) == len(stored["size_edges"]) + 1 >= 2
