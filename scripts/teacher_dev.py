@@ -81,7 +81,7 @@ from aedcli.teachers.appearance_motion import AppearanceMotionTeacher
 from aedcli.teachers.base import ObjectBatch
 from aedcli.teachers.calibration import CountCorrection
 from aedcli.teachers.choices import pairs_group
-from aedcli.teachers.maps import ScoreScaler
+from aedcli.teachers.maps import ScoreScaler, box_heights
 from aedcli.teachers.multitask import MultiTaskConfig, MultiTaskTeacher
 from aedcli.teachers.objects import concat_batches, iter_object_batches
 from aedcli.teachers.pipeline import TargetPaths, ensure_targets
@@ -210,11 +210,6 @@ def clip_objects(clip: Clip, boxes: list[np.ndarray], video: int = -1) -> Object
     return concat_batches(
         list(iter_object_batches(clip.frames(gray=True), boxes, batch_size=512, video=video))
     )
-
-
-def heights(batch: ObjectBatch) -> np.ndarray:
-    """Box heights of a batch's objects as fractions of the frame height (what ``train-size`` bins)."""
-    return (batch.boxes[:, 3] - batch.boxes[:, 1]) / float(batch.frame_size[0])
 
 
 def frame_auc(dataset: Dataset, objects: dict[str, ObjectBatch], scores: dict[str, np.ndarray]) -> float:
@@ -363,8 +358,8 @@ def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
     # The teachers' mean, every teacher at its default options (teacher b: seed 0), each teacher's scores
     # scaled with its own training objects' scores (and, for ``train-size``, their box heights).
     members = ("a", "b", "flow")
-    train_heights = np.concatenate([heights(b) for b in train_objects])
-    test_heights = {c: heights(b) for c, b in test_objects.items()}
+    train_heights = np.concatenate([box_heights(b.boxes, b.frame_size) for b in train_objects])
+    test_heights = {c: box_heights(b.boxes, b.frame_size) for c, b in test_objects.items()}
     group = table["teachers' mean, scaling"] = {}
     for kind in SCALING_OPTIONS:
         scalers = {

@@ -196,10 +196,12 @@ def _anchors(raw: np.ndarray, lo_percentile: float, hi_percentile: float) -> tup
     return float(lo), float(hi if hi - lo >= 1e-6 else lo + 1.0)
 
 
-def box_heights(rows: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
-    """Heights of boxes ``rows`` (K, 5) [frame, x0, y0, x1, y1] as fractions of the frame height."""
-    rows = np.asarray(rows, np.float64).reshape(-1, 5)
-    return (rows[:, 4] - rows[:, 2]) / float(frame_size[0])
+def box_heights(boxes: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    """Heights of boxes as fractions of the frame height: ``boxes`` (K, 4) [x0, y0, x1, y1], or rows whose
+    last four columns are those (the targets' (K, 5) [frame, x0, y0, x1, y1])."""
+    b = np.asarray(boxes, np.float64)
+    b = b if b.ndim == 2 else b.reshape(-1, 5)
+    return (b[:, -1] - b[:, -3]) / float(frame_size[0])
 
 
 # -------------------------------------------------------------------------------------------------- painting
