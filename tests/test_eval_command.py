@@ -448,3 +448,45 @@ def test_teacher_rows_keep_the_scaling_their_targets_were_painted_with(tmp_path:
     assert json.loads((out / "flow" / "scaler.json").read_text()) == scaler_before
     assert scaler_before["lo_percentile"] == 0.0
     assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_teachers_from_a_folder_with_choices_score_as_those_choices_say(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A shipped teacher folder carries the options its rows were measured with; teach and eval apply them to
+    # fresh targets, and an explicit option wins over them.
+    main(["teach", "--dataset", "synthetic", "--out", str(tmp_path / "trained"), "--teachers", "flow"])
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "flow.pt").write_bytes((tmp_path / "trained" / "flow" / "teacher.pt").read_bytes())
+    chosen = {
+        "teachers' mean, scaling": "train-size",
+        "velocity teacher frame calibration": "count-corrected",
+    }
+    (shipped / "choices.json").write_text(json.dumps({"chosen": chosen}))
+    capsys.readouterr()
+
+    def painted(folder: Path) -> tuple[str, str | None]:
+        scaler = json.loads((folder / "flow" / "scaler.json").read_text())
+        return scaler["kind"], scaler.get("frame_correction")
+
+    base = ["--dataset", "synthetic", "--teachers-from", str(shipped)]
+    main(["teach", *base, "--out", str(tmp_path / "taught"), "--teachers", "flow"])
+    out = capsys.readouterr().out
+    assert "options from" in out and "choices.json" in out.replace("\n", "")
+    assert painted(tmp_path / "taught") == ("train-size", "count")
+    main(["eval", *base, "--targets", str(tmp_path / "evaluated"), "--model", "teacher-flow"])
+    assert painted(tmp_path / "evaluated") == ("train-size", "count")
+    main(
+        [
+            "teach",
+            *base,
+            "--out",
+            str(tmp_path / "own"),
+            "--teachers",
+            "flow",
+            "--normalisation",
+            "train-rarity",
+        ]
+    )
+    assert painted(tmp_path / "own") == ("train-rarity", None)

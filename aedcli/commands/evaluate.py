@@ -85,7 +85,8 @@ def eval_command(
         "--teachers-from",
         metavar="DIR",
         help="Trained teacher files DIR/<teacher>.pt (e.g. weights/ped2-teachers) to score the test set with "
-        "when --targets lacks them; their targets are written to --targets.",
+        "when --targets lacks them, with the options of DIR/choices.json when there; their targets are "
+        "written to --targets.",
         show_default=False,
     ),
     device: str = typer.Option("cpu", "--device", metavar="cpu|cuda", help="Device for the student."),
@@ -138,8 +139,9 @@ def eval_command(
     from aedcli.files import write_json_atomic
 
     baselines = list(baseline or [])
+    shipped_choices = None
     if teachers_from is not None:
-        _install_teachers(teachers_from, targets, list(model or []))
+        shipped_choices = _install_teachers(teachers_from, targets, list(model or []))
     models = _resolve_models(list(model or []), weights, targets, scores, baselines)
     if "student" in models:
         from aedcli.detect import resolve_weights
@@ -166,7 +168,7 @@ def eval_command(
     teacher_models = [m for m in models if m != "student"]
     if teacher_models:
         assert targets is not None
-        sources.extend(_teacher_sources(data, targets, teacher_models, status))
+        sources.extend(_teacher_sources(data, targets, teacher_models, status, shipped_choices))
     if "flow" in baselines:
         status.print(f"computing the optical-flow floor on {len(data.test)} test videos ...", highlight=False)
         sources.append(flow_floor_source(data))
@@ -229,8 +231,12 @@ def _resolve_models(
     return implied
 
 
-def _install_teachers(source: Path, targets: Path | None, models: list[str]) -> None:
-    """Copy the teacher files that the asked-for teacher rows need from ``source`` into ``targets``."""
+def _install_teachers(source: Path, targets: Path | None, models: list[str]) -> Path | None:
+    """Copy the teacher files that the asked-for teacher rows need from ``source`` into ``targets``.
+
+    Returns ``source/choices.json`` when the folder has one: the options those teachers score with.
+    """
+    from aedcli.teachers.choices import folder_choices
     from aedcli.teachers.pipeline import install_teacher_files
 
     if targets is None:
@@ -244,12 +250,26 @@ def _install_teachers(source: Path, targets: Path | None, models: list[str]) -> 
         names.extend(p.stem for p in sorted(source.glob("*.pt")) if p.stem not in names)
     targets.mkdir(parents=True, exist_ok=True)
     install_teacher_files(source, targets, names)
+    return folder_choices(source)
 
 
-def _teacher_sources(data: Any, targets: Path, models: list[str], status: Console) -> list[Any]:
-    """Rows of the teachers: targets on disk, completed first from teacher files where clips lack them."""
+def _teacher_sources(
+    data: Any, targets: Path, models: list[str], status: Console, choices: Path | None = None
+) -> list[Any]:
+    """Rows of the teachers: targets on disk, completed first from teacher files where clips lack them.
+
+    A teacher not yet painted in ``targets`` is scored with the options of ``choices`` when given (the
+    ``choices.json`` of a ``--teachers-from`` folder), else with the defaults.
+    """
     from aedcli.evaluate import teacher_source
-    from aedcli.teachers.pipeline import ensure_targets, stored_scaling, teachers_on_disk
+    from aedcli.teachers.choices import load_choices
+    from aedcli.teachers.pipeline import (
+        TargetPaths,
+        TeachConfig,
+        ensure_targets,
+        stored_scaling,
+        teachers_on_disk,
+    )
 
     names = [m.removeprefix("teacher-") for m in models if m != "teachers"]
     if "teachers" in models:
@@ -262,8 +282,14 @@ def _teacher_sources(data: Any, targets: Path, models: list[str], status: Consol
     if names:
         checking = f"checking the targets of teachers {', '.join(names)} in {targets} ..."
         status.print(checking, highlight=False, markup=False)
+        chosen = load_choices(choices) if choices is not None else None
+        if chosen is not None:
+            status.print(f"options from {choices}: {chosen.describe()}", highlight=False, markup=False)
         for name in names:  # each with the scaling its targets were painted with, so none is repainted
             normalisation, config = stored_scaling(targets, name)
+            if chosen is not None and not TargetPaths(targets).scaler(name).is_file():
+                normalisation = chosen.normalisation or normalisation
+                config = TeachConfig.with_choices(chosen)
             ensure_targets(data, targets, [name], progress=True, normalisation=normalisation, config=config)
     return [teacher_source(data, targets, m.removeprefix("teacher-")) for m in models if m != "student"]
 

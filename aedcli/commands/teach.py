@@ -128,7 +128,9 @@ def teach(
         None,
         "--teachers-from",
         metavar="DIR",
-        help="Use trained teacher files DIR/<teacher>.pt (e.g. weights/ped2-teachers) instead of training.",
+        help="Use trained teacher files DIR/<teacher>.pt (e.g. weights/ped2-teachers) instead of training; "
+        "DIR/choices.json, when there, sets their options as --choices does (an explicit --choices or "
+        "option wins).",
         show_default=False,
     ),
     speedups: str | None = typer.Option(
@@ -156,7 +158,7 @@ def teach(
     from aedcli.data import load_dataset
     from aedcli.data.clips import sped_up_clips
     from aedcli.teachers import parse_teachers
-    from aedcli.teachers.choices import load_choices
+    from aedcli.teachers.choices import folder_choices, load_choices
     from aedcli.teachers.maps import NORMALISATIONS
     from aedcli.teachers.pipeline import TeachConfig, ensure_targets, install_teacher_files
     from aedcli.teachers.proposals import ProposalConfig
@@ -181,18 +183,20 @@ def teach(
         seed=seed,
     )
     chosen = None
+    given = [
+        flag
+        for flag, value, default in (
+            ("--a-combine", a_combine, None),
+            ("--b-combine", b_combine, None),
+            ("--b-seeds", b_seeds, None),
+            ("--frame-correction", frame_correction, "none"),
+            ("--normalisation", normalisation, "train"),
+        )
+        if value != default
+    ]
+    if choices is None and teachers_from is not None and not given:
+        choices = folder_choices(teachers_from)
     if choices is not None:
-        given = [
-            flag
-            for flag, value, default in (
-                ("--a-combine", a_combine, None),
-                ("--b-combine", b_combine, None),
-                ("--b-seeds", b_seeds, None),
-                ("--frame-correction", frame_correction, "none"),
-                ("--normalisation", normalisation, "train"),
-            )
-            if value != default
-        ]
         if given:
             raise UsageError(f"--choices sets {', '.join(given)} itself; drop {' and '.join(given)}.")
         chosen = load_choices(choices)

@@ -62,6 +62,7 @@ B_COMBINES = {
 CALIBRATIONS = {"count-corrected": "count", "max of raw scores": "none"}
 B_SEED_COUNTS = {"one seed": 1, "three seeds": 3}
 SCALINGS = ("train", "train-rarity", "train-size")
+FOLDER_CHOICES = "choices.json"  # beside <teacher>.pt files: the options those teachers score with
 
 
 def pairs_group(scaling: str) -> str:
@@ -168,3 +169,13 @@ def load_choices(path: str | Path) -> TeacherChoices:
         raise UsageError(
             f"choices file {path} cannot be used: {exc}; write it again with scripts/teacher_dev.py --json."
         ) from None
+
+
+def folder_choices(folder: str | Path) -> Path | None:
+    """``folder/choices.json`` when a folder of teacher files has one (how those teachers score), else None.
+
+    ``aed teach --teachers-from`` and ``aed eval --teachers-from`` apply it unless told otherwise, so shipped
+    teachers score as they did when their rows were measured.
+    """
+    path = Path(folder) / FOLDER_CHOICES
+    return path if path.is_file() else None
