@@ -8,21 +8,22 @@
 # DEVICE  where students train: cuda (minutes) or cpu (the paper's 35 + 35 epochs take days on 2 cores)
 # STEPS   any of: teach eval-teachers teacher-seeds distill eval-students bench pseudo report (default: all)
 # WORKERS processes for teacher scoring and data loading                          (default 4)
-# TEACHERS_FROM  trained teacher files to use instead of training them, e.g. weights/ped2-teachers
+# TEACHERS_FROM  trained teacher files to use instead of training them in the teach step: the files shipped
+#                before the nineteenth round (docs/results.md, Teachers, shows how to take them from git)
 #
 # Steps, each resumable (re-running skips finished work):
 #   teach          teachers a, b and flow trained on Train only; targets for every clip
 #   eval-teachers  each teacher, their mean and the no-learning optical-flow floor on all 2,010 test frames;
 #                  the same teachers count-corrected (an ablation); teacher a's components combined by
 #                  their tail probabilities (an ablation); teachers, floor and weights/ped2.pt at
-#                  the paper's sigma of 21 frames
+#                  the paper's sigma of 21 frames; the shipped teacher files (weights/ped2-teachers)
 #   teacher-seeds  teacher a retrained with seeds 1 and 2, teacher b with seeds 1 and 2 (their spread),
 #                  teacher a trained with today's defaults, and teacher b as the mean of three seeds
 #                  (--b-seeds 3); each alone and with the other shipped teachers; teacher b's task errors
 #                  combined by their tail probabilities (--b-combine, an ablation of the shipped network),
 #                  today's defaults (those teachers scaled linearly), and the teachers trained with the
 #                  options Ped2's own development set chose (aed teach --choices, sixteenth round;
-#                  the mean of three draws of it, seventeenth round)
+#                  the mean of three draws of it, seventeenth round; size-scaled, eighteenth round)
 #   distill        one shared pre-training (35 epochs), then the student runs below (35 epochs each)
 #   eval-students  every student on all 2,010 test frames
 #   bench          student speed on DEVICE and on the CPU, teachers' speed on the CPU
@@ -178,6 +179,11 @@ if has eval-teachers; then
   $AED eval --dataset ped2 --root "$PED2" --baseline flow --sigma 21 --json "$RUNS/reports/sigma21-flow-floor.json"
   $AED eval --dataset ped2 --root "$PED2" --weights weights/ped2.pt --sigma 21 \
     --json "$RUNS/reports/sigma21-student-ped2.json"
+  # The shipped teacher files with the options of their choices.json (nineteenth round): nothing trained.
+  for model in teacher-a teacher-b teacher-flow teachers; do
+    $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-shipped" --teachers-from weights/ped2-teachers \
+      --model "$model" --sigma "$SIGMA" --json "$RUNS/reports/$model-shipped.json"
+  done
 fi
 
 # Teachers a, b, flow in targets folder $1 painted with the choices file $2 (with sped-up copies), and
@@ -469,16 +475,21 @@ if has pseudo; then
     --json "$RUNS/reports/student-$run.json"
 fi
 
-# Run $1 of the fourth round's recipe (seed 4, 15 epochs KD only, region mixing, the last epoch) from the
-# shared CPU pre-training, on the targets folder $2; then its test report.
+# Run $1 of the fourth round's recipe (seed 4, KD only, region mixing, the last epoch) from the shared CPU
+# pre-training, on the targets folder $2, for $3 epochs (default 15), continuing a copy of run $4 when given;
+# then its test report.
 seed4_run() {
-  local run=$1 targets=$2
+  local run=$1 targets=$2 epochs=${3:-15} from=${4:-}
   mkdir -p "$RUNS/$run/checkpoints"
+  if [[ -n $from && ! -e "$RUNS/$run/checkpoints/distill.pt" ]]; then
+    cp "$RUNS/$from/checkpoints/distill.pt" "$RUNS/$run/checkpoints/"
+    cp "$RUNS/$from/history.json" "$RUNS/$run/"
+  fi
   [[ -e "$RUNS/$run/targets" ]] || ln -s "$(cd "$targets" && pwd)" "$RUNS/$run/targets"
   [[ -e "$RUNS/$run/cache" ]] || ln -s "$(cd "$RUNS/pretrain-cpu-240" && pwd)/cache" "$RUNS/$run/cache"
   [[ -e "$RUNS/$run/checkpoints/pretrain.pt" ]] ||
     cp "$RUNS/pretrain-cpu-240/checkpoints/pretrain.pt" "$RUNS/$run/checkpoints/"
-  $AED distill "${CPU[@]}" --out "$RUNS/$run" --teachers a,b,flow --region-mix 0.5 --epochs 15 --no-adversarial \
+  $AED distill "${CPU[@]}" --out "$RUNS/$run" --teachers a,b,flow --region-mix 0.5 --epochs "$epochs" --no-adversarial \
     --lr 3e-4 --speedups 2,3 --seed 4 --select last --stage distill --resume
   $AED eval --dataset ped2 --root "$PED2" --weights "$RUNS/$run/weights.pt" --sigma "$SIGMA" \
     --json "$RUNS/reports/student-$run.json"
@@ -516,6 +527,12 @@ if has pseudo; then
   seed4_run cpu-abf-r16-mix-240-s4 "$RUNS/targets-ped2-choices"
   seed4_run cpu-abf-r17-mix-240-s4 "$RUNS/targets-ped2-choices-r17"
   seed4_run cpu-abf-r18-mix-240-s4 "$RUNS/targets-ped2-choices-r18"
+fi
+
+# Nineteenth round, shipped as weights/ped2.pt: the shipped recipe (35 epochs) on the eighteenth round's
+# targets, i.e. the eighteenth round's run continued to 35 epochs in a copy of its folder.
+if has pseudo; then
+  seed4_run cpu-abf-r19-mix-240-s4-35 "$RUNS/targets-ped2-choices-r18" 35 cpu-abf-r18-mix-240-s4
 fi
 
 if has report; then

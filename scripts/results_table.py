@@ -52,9 +52,9 @@ TEACHER_ROWS = {
     "teacher-b-b3-tail-max": "teacher b (--b-seeds 3), largest rarity, rarity-scaled",
     "teachers-b3-tail-max": "teachers a (today's defaults) + b (--b-seeds 3, tail-max) + flow, rarity-scaled",
     "teacher-a-b-tail-max-linear": "teacher a (today's defaults, trained afresh), scaled linearly",
-    "teacher-b-b-tail-max-linear": "teacher b (shipped network, tail-max), scaled linearly",
-    "teacher-flow-b-tail-max-linear": "teacher flow (shipped), scaled linearly",
-    "teachers-b-tail-max-linear": "teachers a + b + flow: today's defaults (b's shipped network)",
+    "teacher-b-b-tail-max-linear": "teacher b (earlier shipped network, tail-max), scaled linearly",
+    "teacher-flow-b-tail-max-linear": "teacher flow (earlier shipped file), scaled linearly",
+    "teachers-b-tail-max-linear": "teachers a + b + flow: today's defaults (b's earlier shipped network)",
     "teacher-b-today": "teacher b trained afresh with today's defaults",
     "teachers-today": "teachers a + b (afresh) + flow, today's defaults",
     "teacher-a-ped2-choices": "teacher a with Ped2's own choices (all five weights, count-corrected)",
@@ -69,6 +69,10 @@ TEACHER_ROWS = {
     "teacher-b-ped2-choices-r18": "teacher b, Ped2's choices, scaled among objects of its size (train-size)",
     "teacher-flow-ped2-choices-r18": "teacher flow, Ped2's choices, scaled among objects of its size",
     "teachers-ped2-choices-r18": "teachers a + b + flow, Ped2's choices, scaled among objects of their size",
+    "teacher-a-shipped": "teacher a, shipped file and choices (weights/ped2-teachers)",
+    "teacher-b-shipped": "teacher b, shipped file and choices (weights/ped2-teachers)",
+    "teacher-flow-shipped": "teacher flow, shipped file and choices (weights/ped2-teachers)",
+    "teachers-shipped": "teachers a + b + flow, shipped files and choices (weights/ped2-teachers)",
 }
 
 

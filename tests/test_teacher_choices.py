@@ -73,6 +73,15 @@ def test_the_committed_development_reports_load_as_choices() -> None:
         assert got.a_weights is not None and got.velocity is not None and got.b_seeds in (1, 3)
 
 
+def test_the_shipped_teacher_folder_carries_the_choices_its_targets_were_painted_with() -> None:
+    folder = ROOT / "weights" / "ped2-teachers"
+    assert ch.folder_choices(folder) == folder / ch.FOLDER_CHOICES
+    shipped = ch.load_choices(folder / ch.FOLDER_CHOICES)
+    chosen = ch.load_choices(REPORTS / "teacher_dev-round18-ped2-choices.json")
+    assert shipped == chosen and shipped.normalisation == "train-size" and shipped.b_seeds == 3
+    assert ch.folder_choices(REPORTS) is None
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
