@@ -61,6 +61,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.data import Dataset as TorchDataset
 
+from aedcli.batchnorm import batchnorm_layers, recalibrate_batchnorm
 from aedcli.budget import check_distill_budget, estimate_distill_budget
 from aedcli.data.clips import Clip, Dataset, sped_up_clips
 from aedcli.errors import AedError, DatasetError, UsageError
@@ -93,7 +94,9 @@ CHECKPOINT_FORMAT = "aed-distill-checkpoint"
 CHECKPOINT_VERSION = 1
 
 # Options that may change between a run and its resumption (they do not change what is being trained).
-_RESUMABLE_CHANGES = frozenset({"epochs_pretrain", "epochs", "num_workers", "device", "sigma", "percentile"})
+_RESUMABLE_CHANGES = frozenset(
+    {"epochs_pretrain", "epochs", "num_workers", "device", "sigma", "percentile", "bn_batches"}
+)
 # Options that shape pre-training; distillation options may change between the phases.
 _PRETRAIN_KEYS = (
     "variant",
@@ -145,6 +148,9 @@ class DistillConfig:
                    video pasted in, stacks and targets alike (:func:`region_mix`): a local pseudo-anomaly
                    among normal motion, where sped-up copies alone only show whole frames in a hurry.
                    Needs ``speedups``; 0 = off. Validation frames are never mixed.
+    bn_batches:    after each distillation epoch, every BatchNorm layer's running statistics are re-estimated
+                   on this many training batches (:mod:`aedcli.batchnorm`) before validation and saving; 0 =
+                   off (the moving averages of training, as runs before this option). Training is unchanged.
     """
 
     variant: str = "fastaed"
@@ -166,6 +172,7 @@ class DistillConfig:
     select: str = "last"
     speedups: tuple[int, ...] = ()
     region_mix: float = 0.0
+    bn_batches: int = 30
     teachers: tuple[str, ...] = ()
     teacher_weights: tuple[float, ...] | None = None
     heads: tuple[str, ...] = HEADS
@@ -179,7 +186,7 @@ class DistillConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for name in ("epochs_pretrain", "epochs", "val_videos", "num_workers", "adv_warmup"):
+        for name in ("epochs_pretrain", "epochs", "val_videos", "num_workers", "adv_warmup", "bn_batches"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{_opt(name)} must be 0 or more, got {getattr(self, name)}.")
         if self.batch < 1:
@@ -1082,6 +1089,7 @@ class _Run:
                 }
                 if discriminators:
                     row |= {"adv": adv / n, "loss": (kd + cfg.adv_weight * adv) / n, "d_loss": d_loss / n}
+                self._recalibrate(student, train_set, epoch)
                 row |= self._held_out(ddp_student, val_set, val_constant, probes, epoch)
                 scheduler.step()
                 if scheduler_d is not None:
@@ -1113,6 +1121,21 @@ class _Run:
                 )
                 progress.summary("distill", row)
         return self._selected(student)
+
+    def _recalibrate(self, student: Student, train_set: StackDataset, epoch: int) -> None:
+        """Re-estimate the student's BatchNorm statistics on ``cfg.bn_batches`` of this epoch's training
+        batches (each process its own share, then their mean); nothing when the option is 0."""
+        if self.cfg.bn_batches <= 0:
+            return
+        batches = (
+            x for x, _ in _batches(self._loader(train_set, epoch, shuffle=True), self.spec, self.env.device)
+        )
+        recalibrate_batchnorm(student, batches, self.cfg.bn_batches)
+        if self.env.distributed:
+            for layer in batchnorm_layers(student):
+                for buffer in (layer.running_mean, layer.running_var):
+                    dist.all_reduce(buffer)
+                    buffer /= self.env.world
 
     def _validation_set(self, targets: Targets) -> tuple[StackDataset | None, float]:
         """The held-out videos (sped-up copies included) with their targets, and the validation L_KD of the

@@ -111,7 +111,10 @@ declare -A RUN_ARGS=(
   [a-flow]="--teachers a,flow"
   [flow]="--teachers flow"
 )
-COMMON=(--dataset ped2 --root "$PED2" --batch 48 --device "$DEVICE" --workers "$WORKERS" --sigma "$SIGMA" -q)
+# Every run here predates the BatchNorm re-estimation after each epoch (aed distill --bn-batches, default 30):
+# --bn-batches 0 trains and saves them as they were.
+COMMON=(--dataset ped2 --root "$PED2" --batch 48 --device "$DEVICE" --workers "$WORKERS" --sigma "$SIGMA" -q
+  --bn-batches 0)
 
 if has teach; then
   $AED teach "${LINEAR[@]}" "${SHIPPED[@]}" --dataset ped2 --root "$PED2" --out "$RUNS/targets" --teachers a,b,flow \
@@ -377,7 +380,7 @@ if has pseudo; then
   $AED teach "${LINEAR[@]}" "${SHIPPED[@]}" --dataset ped2 --root "$PED2" --out "$RUNS/targets" --teachers a,b,flow \
     --workers "$WORKERS" "${FROM[@]}" --speedups 2,3 --quiet
   CPU=(--dataset ped2 --root "$PED2" --variant fastaed-xs --size 240x360 --pretrain-epochs 5 --batch 32
-       --device cpu --sigma "$SIGMA" -q)
+       --device cpu --sigma "$SIGMA" -q --bn-batches 0)
   mkdir -p "$RUNS/pretrain-cpu-240"
   [[ -e "$RUNS/pretrain-cpu-240/targets" ]] || ln -s "$(cd "$RUNS" && pwd)/targets" "$RUNS/pretrain-cpu-240/targets"
   $AED distill "${CPU[@]}" --out "$RUNS/pretrain-cpu-240" --stage pretrain --resume

@@ -158,6 +158,26 @@ def test_tiny_run_writes_loadable_weights_with_threshold_and_provenance(
     assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"pretrain.pt", "distill.pt"}
 
 
+def test_batchnorm_recalibration_changes_only_the_statistics_not_the_training(
+    prepared: tuple[Dataset, Path], tmp_path: Path
+) -> None:
+    runs = {}
+    for n in (0, 3):
+        out = tmp_path / f"bn{n}"
+        shutil.copytree(prepared[1], out / "targets")
+        distill(prepared[0], out, tiny(no_pretrain=True, epochs=2, bn_batches=n), quiet=True)
+        runs[n] = load_weights(out / "weights.pt").model
+    plain, recalibrated = (dict(runs[n].named_parameters()) for n in (0, 3))
+    for name, value in plain.items():  # the same trajectory: every weight identical
+        assert torch.equal(value, recalibrated[name]), name
+    means = [
+        (a.running_mean, b.running_mean)
+        for a, b in zip(runs[0].modules(), runs[3].modules(), strict=True)
+        if isinstance(a, torch.nn.BatchNorm2d)
+    ]
+    assert means and any(not torch.equal(a, b) for a, b in means)  # but other statistics
+
+
 def test_resume_starts_at_the_epoch_after_the_last_checkpoint(
     prepared: tuple[Dataset, Path], run_dir: Path
 ) -> None:

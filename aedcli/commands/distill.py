@@ -109,6 +109,15 @@ def distill(
         help="Local pseudo-anomalies: paste a rectangle of a sped-up frame (and its targets) into this share "
         "of the normal training frames (needs --speedups; default 0: off).",
     ),
+    bn_batches: int = typer.Option(
+        30,
+        "--bn-batches",
+        min=0,
+        metavar="N",
+        help="After each distillation epoch, re-estimate the student's BatchNorm statistics on N training "
+        "batches before it is validated and saved (0: keep training's moving averages; training itself is "
+        "the same either way).",
+    ),
     no_pretrain: bool = typer.Option(
         False, "--no-pretrain", help="Skip reconstruction pre-training; distil from random initialisation."
     ),
@@ -171,6 +180,7 @@ def distill(
         select=select,
         speedups=parse_factors(speedups) if speedups else (),
         region_mix=region_mix,
+        bn_batches=bn_batches,
         no_pretrain=no_pretrain,
         val_videos=val_videos,
         sigma=sigma,
