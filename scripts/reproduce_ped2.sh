@@ -186,6 +186,8 @@ if has eval-teachers; then
   for model in teacher-a teacher-b teacher-flow teachers; do
     $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-shipped" --teachers-from weights/ped2-teachers \
       --model "$model" --sigma "$SIGMA" --json "$RUNS/reports/$model-shipped.json"
+    $AED eval --dataset ped2 --root "$PED2" --targets "$RUNS/targets-shipped" --model "$model" --sigma 21 \
+      --json "$RUNS/reports/sigma21-$model-shipped.json"
   done
 fi
 
