@@ -150,8 +150,8 @@ class ScoreScaler:
         """The scaler to use for one clip's raw scores (itself, or the clip's own min-max)."""
         if self.kind != "per-video-minmax" or len(raw) == 0:
             return self
-        lo, hi = float(np.min(raw)), float(np.max(raw))
-        return ScoreScaler(self.kind, lo, hi if hi - lo > 1e-6 else lo + 1.0, 0.0, 100.0, self.train_objects)
+        lo, hi = _anchors(np.asarray(raw, np.float64), 0.0, 100.0)
+        return ScoreScaler(self.kind, lo, hi, 0.0, 100.0, self.train_objects)
 
     def apply(self, raw: np.ndarray, heights: np.ndarray | None = None) -> np.ndarray:
         """Scaled scores in [0, 1]; ``train-size`` needs the objects' box ``heights`` (fractions of the
