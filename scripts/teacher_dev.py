@@ -130,7 +130,30 @@ APPEARANCE_CANDIDATES = {
         name for name, w in WEIGHT_OPTIONS.items() if w["appearance_error"] or w["appearance_class"]
     )
 }
-B_SEEDS = (0, 1, 2)
+B_SEEDS = (0, 1, 2, 3, 4)
+# Teacher b's seed counts (the twentieth round's rule, committed before the script first ran with five): the
+# fewest networks first, so that more are trained only when their mean beats fewer by more than TIE. Each
+# count is measured on raw scores (the eighth round's group) and, since a camera's teacher b serves scaled,
+# under every scaling; the group under the scaling chosen decides.
+B_SEED_OPTIONS = {name: B_SEEDS[:count] for name, count in choices.B_SEED_COUNTS.items()}
+B_SEEDS_GROUP = "teacher b seeds"
+# Reports written before five seeds name the options by what they measured.
+OLD_SEED_NAMES = {
+    "mean of the single-seed AUCs": "one seed",
+    "three seeds (mean of their scores)": "three seeds",
+}
+
+
+def renamed(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``table`` with the seed options of a report written before five seeds under today's names."""
+    if B_SEEDS_GROUP not in table:
+        return table
+    return {**table, B_SEEDS_GROUP: {OLD_SEED_NAMES.get(k, k): v for k, v in table[B_SEEDS_GROUP].items()}}
+
+
+def seeds_group(scaling: str) -> str:
+    """The report group of teacher b's seed counts measured on scores scaled with ``scaling``."""
+    return f"{B_SEEDS_GROUP} ({scaling} scaling)"
 
 
 def is_pasted(config: dict[str, Any]) -> bool:
@@ -327,11 +350,15 @@ def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
             )
             group[name] = frame_auc(dataset, test_objects, scores)
 
-    # Teacher b: three seeds alone and the mean of their scores (what the ``seeds`` option trains).
-    singles = []
+    # Teacher b: each seed alone, and the mean of the first one, three, five networks' scores (what the
+    # ``seeds`` option trains), on raw scores and scaled as the teachers' mean scales them.
+    train_heights = np.concatenate([box_heights(b.boxes, b.frame_size) for b in train_objects])
+    test_heights = {c: box_heights(b.boxes, b.frame_size) for c, b in test_objects.items()}
+    singles, singles_train = [], []
     for seed in B_SEEDS:
         teacher_b = fitted_b(train_objects, seed, work / "teacher-b")
         singles.append({clip: teacher_b.score(b) for clip, b in test_objects.items()})
+        singles_train.append(np.concatenate([teacher_b.score(b) for b in train_objects]))
         if seed == B_SEEDS[0]:  # the default: one network, the first seed
             teacher_b0 = teacher_b
             train_errors_b = [teacher_b.raw_errors(b) for b in train_objects]
@@ -345,21 +372,32 @@ def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
                 scores = {clip: teacher_b.combine(e) for clip, e in test_errors_b.items()}
                 group[name] = frame_auc(dataset, test_objects, scores)
             teacher_b.config = dataclasses.replace(teacher_b.config, combine=default_b_combine)
-    seeds_table = {
-        f"seed {seed}": frame_auc(dataset, test_objects, scores)
-        for seed, scores in zip(B_SEEDS, singles, strict=True)
-    }
-    mean_of_singles = float(np.mean(list(seeds_table.values())))
-    seeds_table["mean of the single-seed AUCs"] = mean_of_singles
-    averaged = {clip: np.mean([sc[clip] for sc in singles], axis=0) for clip in test_objects}
-    seeds_table["three seeds (mean of their scores)"] = frame_auc(dataset, test_objects, averaged)
-    table["teacher b seeds"] = seeds_table
+
+    def seeds_table(scaling: str | None) -> dict[str, float]:
+        def auc(members: tuple[int, ...]) -> float:
+            test = {c: np.mean([singles[i][c] for i in members], axis=0) for c in test_objects}
+            if scaling is not None:
+                train = np.mean([singles_train[i] for i in members], axis=0)
+                scaler = ScoreScaler.from_training(
+                    train, kind=scaling, lo_percentile=50.0, hi_percentile=100.0, heights=train_heights
+                )
+                test = {c: scaler.apply(s, test_heights[c]) for c, s in test.items()}
+            return frame_auc(dataset, test_objects, test)
+
+        alone = {f"seed {seed}": auc((i,)) for i, seed in enumerate(B_SEEDS)}
+        counts = {
+            name: float(np.mean(list(alone.values()))) if len(members) == 1 else auc(members)
+            for name, members in B_SEED_OPTIONS.items()
+        }
+        return {**alone, **counts}  # "one seed": the single networks' mean AUC, not seed 0's alone
+
+    table[B_SEEDS_GROUP] = seeds_table(None)
+    for scaling in SCALING_OPTIONS:
+        table[seeds_group(scaling)] = seeds_table(scaling)
 
     # The teachers' mean, every teacher at its default options (teacher b: seed 0), each teacher's scores
     # scaled with its own training objects' scores (and, for ``train-size``, their box heights).
     members = ("a", "b", "flow")
-    train_heights = np.concatenate([box_heights(b.boxes, b.frame_size) for b in train_objects])
-    test_heights = {c: box_heights(b.boxes, b.frame_size) for c, b in test_objects.items()}
     group = table["teachers' mean, scaling"] = {}
     for kind in SCALING_OPTIONS:
         scalers = {
@@ -427,17 +465,23 @@ def report(
     ``candidates`` limits a group's choice to the options it names (the others are printed, not chosen).
     """
     print(f"{about}; frame score = max object score, no smoothing")
+    table = renamed(table)
     chosen = {}
     candidates = candidates or {}
     scaling = choose(table["teachers' mean, scaling"])
+    # Teacher b's seed count is decided on its scores as served (scaled as chosen) when the report has them.
+    deciding_seeds = seeds_group(scaling) if seeds_group(scaling) in table else B_SEEDS_GROUP
     for group, results in table.items():
-        if group == "teacher b seeds":
-            gain = results["three seeds (mean of their scores)"] - results["mean of the single-seed AUCs"]
-            chosen[group] = "three seeds" if gain >= TIE else "one seed"
-            print(f"\n{group}  (rule: three seeds if their mean beats the single seeds' mean AUC by {TIE})")
+        if group.startswith(B_SEEDS_GROUP):
+            counts = {name: results[name] for name in B_SEED_OPTIONS if name in results}
+            used = group == deciding_seeds
+            if used:
+                chosen[B_SEEDS_GROUP] = choose(counts)
+            note = "" if used else f"; not used: decided under {deciding_seeds.removeprefix(B_SEEDS_GROUP)}"
+            print(f"\n{group}  (rule: highest micro AUC; within {TIE} fewer networks{note})")
             for name, auc in results.items():
-                print(f"  {auc:.3f}  {name}")
-            print(f"  -> {chosen[group]} (gain {gain:+.3f})")
+                mark = "  <- chosen" if used and name == chosen[B_SEEDS_GROUP] else ""
+                print(f"  {auc:.3f}  {name}{mark}")
             continue
         order = {
             "calibration": "the option under test",
@@ -501,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.decide:
         reports = [json.loads(path.read_text()) for path in args.decide]
-        table = mean_table([r["micro_auc"] for r in reports])
+        table = mean_table([renamed(r["micro_auc"]) for r in reports])
         # Sets made by pasting moving people hold motion anomalies only; when all are, so is their mean.
         pasted = all(is_pasted(r.get("dev_set", {})) for r in reports)
         chosen = report(

@@ -210,6 +210,27 @@ def test_a_teacher_of_several_seeds_scores_the_mean_of_its_members(data: dict[st
     assert steps == [(i, 8) for i in range(1, 9)]  # both members' steps, counted as one run
 
 
+def test_a_teacher_grown_to_more_seeds_is_the_teacher_trained_with_them(data: dict[str, ObjectBatch]) -> None:
+    subset = ObjectBatch(data["train"].tubes[:120], data["train"].boxes[:120], FRAME, np.arange(120))
+    config = MultiTaskConfig(size=16, channels=[4, 8, 8], epochs=1, batch_size=32, seeds=3)
+    three = MultiTaskTeacher(config)
+    three.fit([subset], seed=5)
+    one = MultiTaskTeacher(dataclasses.replace(config, seeds=1))
+    one.fit([subset], seed=5)
+    steps: list[tuple[int, int]] = []
+    report = one.resize([subset], 3, progress=lambda done, total: steps.append((done, total)))
+    assert [m["seed"] for m in report["members"]] == [6, 7] and steps[-1] == (8, 8)
+    assert one.config.seeds == 3 and len(one.members) == 3
+    np.testing.assert_allclose(one.score(data["fast"]), three.score(data["fast"]), rtol=1e-5, atol=1e-6)
+    assert one.resize([], 2)["members"] == []  # shrinking trains nothing and needs no objects
+    assert one.config.seeds == 2 and len(one.members) == 2
+    two = MultiTaskTeacher(dataclasses.replace(config, seeds=2))
+    two.fit([subset], seed=5)
+    np.testing.assert_allclose(one.score(data["fast"]), two.score(data["fast"]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="seeds must be 1 or more"):
+        one.resize([subset], 0)
+
+
 def test_several_seeds_round_trip_and_old_single_network_files_still_load(
     tmp_path: Path, fitted: MultiTaskTeacher, data: dict[str, ObjectBatch]
 ) -> None:

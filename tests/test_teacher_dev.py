@@ -107,6 +107,28 @@ def test_with_three_scalings_only_the_chosen_scalings_pairs_count(capsys) -> Non
     assert dev.report(table, "close")["teachers' mean, scaling"] == "train"
 
 
+def test_teacher_b_seeds_are_decided_on_scores_scaled_as_chosen_and_fewer_networks_win_ties(capsys) -> None:
+    def seeds(one: float, three: float, five: float) -> dict[str, float]:
+        return {"seed 0": one, "one seed": one, "three seeds": three, "five seeds": five}
+
+    table = {
+        "teachers' mean, scaling": {"train": 0.90, "train-size": 0.95},
+        "teacher b seeds": seeds(0.80, 0.80, 0.99),  # raw scores: reported, not used
+        dev.seeds_group("train"): seeds(0.80, 0.90, 0.99),  # not the scaling chosen
+        dev.seeds_group("train-size"): seeds(0.80, 0.85, 0.854),
+    }
+    assert dev.report(table, "five seeds within the margin")["teacher b seeds"] == "three seeds"
+    assert "not used: decided under  (train-size scaling)" in capsys.readouterr().out
+    table[dev.seeds_group("train-size")]["five seeds"] = 0.856
+    assert dev.report(table, "five seeds beyond it")["teacher b seeds"] == "five seeds"
+    # a report from before the scaled groups and five seeds decides on its raw group, by its old names
+    old = {
+        "teachers' mean, scaling": {"train": 0.90},
+        "teacher b seeds": {"mean of the single-seed AUCs": 0.8, "three seeds (mean of their scores)": 0.81},
+    }
+    assert dev.report(old, "old")["teacher b seeds"] == "three seeds"
+
+
 def test_groups_missing_from_one_report_are_left_out_of_the_mean() -> None:
     full = _table({"train": 0.9, "train-rarity": 0.8}, {"train": {"a tail-max, b tail-max": 0.9}})
     older = {"teachers' mean, scaling": {"train": 0.7, "train-rarity": 0.6}}

@@ -405,7 +405,8 @@ def test_b_seeds_and_b_combine_train_several_networks_and_measure_them_on_their_
         assert member.tails == before_fit.tails
     after = load_targets(TargetPaths(tmp_path / "t").targets("b", "test", clip.name)).raw
     assert len(after) == len(before) and before.min() >= 0.0 and not np.allclose(after, before)
-    # unset, the seed count is what the file holds; asked for another, the file is trained again
+    # unset, the seed count is what the file holds; asked for fewer, the extra networks are dropped and
+    # for more, only the missing ones are trained: the first networks are kept as they were
     kept = ensure_targets(
         synthetic, tmp_path / "t", ["b"], progress=False, epochs=1, config=replace(z_sum, b_seeds=None)
     )
@@ -413,7 +414,17 @@ def test_b_seeds_and_b_combine_train_several_networks_and_measure_them_on_their_
     one = ensure_targets(
         synthetic, tmp_path / "t", ["b"], progress=False, epochs=1, config=replace(z_sum, b_seeds=1)
     )
-    assert one.teachers["b"].fitted and len(MultiTaskTeacher.load(path).members) == 1
+    assert not one.teachers["b"].fitted and one.teachers["b"].clips_scored == len(_all(synthetic))
+    assert len(MultiTaskTeacher.load(path).members) == 1
+    three = ensure_targets(
+        synthetic, tmp_path / "t", ["b"], progress=False, epochs=1, config=replace(z_sum, b_seeds=3)
+    )
+    grown, added = MultiTaskTeacher.load(path), three.teachers["b"].fit_stats["members"]
+    assert three.teachers["b"].fitted and [m["seed"] for m in added] == [4, 5]
+    assert grown.config.seeds == 3 and len(grown.members) == 3
+    kept_net = grown.members[0].net.state_dict()
+    for name, tensor in again.members[0].net.state_dict().items():
+        torch.testing.assert_close(kept_net[name], tensor)
     with pytest.raises(UsageError, match="--b-combine 'median' is unknown"):
         TeachConfig(b_combine="median")
     with pytest.raises(UsageError, match="--b-seeds must be 1 or more"):

@@ -74,8 +74,8 @@ def teach(
         "--b-seeds",
         metavar="N",
         help="Train teacher b as N networks (seeds s, s+1, ...) and score with their mean: steadier, N times "
-        "the cost (default: 1, or what a teacher b file in --out holds; a file with another count is trained "
-        "again).",
+        "the cost (default: 1, or what a teacher b file in --out holds; a file with fewer networks keeps "
+        "them and trains only the missing ones, one with more drops the extra ones).",
         show_default=False,
     ),
     a_combine: str | None = typer.Option(

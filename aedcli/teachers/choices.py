@@ -60,7 +60,7 @@ B_COMBINES = {
     "tail probabilities, largest": "tail-max",
 }
 CALIBRATIONS = {"count-corrected": "count", "max of raw scores": "none"}
-B_SEED_COUNTS = {"one seed": 1, "three seeds": 3}
+B_SEED_COUNTS = {"one seed": 1, "three seeds": 3, "five seeds": 5}
 SCALINGS = ("train", "train-rarity", "train-size")
 FOLDER_CHOICES = "choices.json"  # beside <teacher>.pt files: the options those teachers score with
 

@@ -38,7 +38,7 @@ import itertools
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -289,11 +289,7 @@ class MultiTaskTeacher:
         """
         cfg = self.config
         epochs = cfg.epochs if epochs is None else epochs
-        prepared = [_prepare(b, cfg.size, cfg.crop_margin) for b in batches if len(b)]
-        if not prepared:
-            raise ValueError("the multi-task teacher needs at least one training object")
-        data = torch.cat([p[0] for p in prepared])  # (N, 7, S, S) uint8
-        valid = torch.cat([p[1] for p in prepared])  # (N, S, S) bool
+        data, valid = self._prepared(batches, "at least one training object")
         used = min(len(data), cfg.max_train)
         member_steps = epochs * math.ceil((used - self._held_out(used)) / cfg.batch_size)
         members, reports = [], []
@@ -307,6 +303,42 @@ class MultiTaskTeacher:
         self.fitted = True
         return {**reports[0], "seeds": cfg.seeds, "members": reports}
 
+    def resize(
+        self,
+        batches: list[ObjectBatch],
+        seeds: int,
+        *,
+        epochs: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Keep the first ``seeds`` members and train the missing ones; returns the new members' reports.
+
+        Member i is always trained with seed ``self.seed + i`` on its own split of the training objects, so a
+        teacher of three seeds grown to five (``batches``: the objects it was fitted on, in the same order)
+        is the teacher ``fit`` would train with five, at the cost of two networks; shrunk to one, it is the
+        one-seed teacher.
+        """
+        if not self.fitted:
+            raise RuntimeError("the multi-task teacher must be fitted or loaded before it is resized")
+        if seeds < 1:
+            raise ValueError(f"seeds must be 1 or more, got {seeds}")
+        cfg = replace(self.config, seeds=seeds)
+        reports: list[dict[str, Any]] = []
+        missing = range(len(self.members), seeds)
+        if missing:
+            epochs = cfg.epochs if epochs is None else epochs
+            data, valid = self._prepared(batches, "its training objects to grow")
+            used = min(len(data), cfg.max_train)
+            member_steps = epochs * math.ceil((used - self._held_out(used)) / cfg.batch_size)
+            for k, i in enumerate(missing):
+                step = _StepCounter(progress, k * member_steps, len(missing) * member_steps)
+                member, report = self._fit_member(data, valid, epochs, self.seed + i, step)
+                self.members.append(member)
+                reports.append(report)
+        self.members = self.members[:seeds]
+        self.config = cfg
+        return {"seeds": seeds, "members": reports}
+
     def calibrate(self, batches: list[ObjectBatch]) -> None:
         """Measure every member's error statistics again on its held-out objects, keeping the networks.
 
@@ -316,17 +348,19 @@ class MultiTaskTeacher:
         """
         if not self.fitted:
             raise RuntimeError("the multi-task teacher must be fitted or loaded before it is calibrated")
-        cfg = self.config
-        prepared = [_prepare(b, cfg.size, cfg.crop_margin) for b in batches if len(b)]
-        if not prepared:
-            raise ValueError("the multi-task teacher needs at least one normal object to be calibrated")
-        data = torch.cat([p[0] for p in prepared])
-        valid = torch.cat([p[1] for p in prepared])
+        data, valid = self._prepared(batches, "at least one normal object to be calibrated")
         for i, member in enumerate(self.members):
             held, train = self._split(len(data), np.random.default_rng(self.seed + i))
             member.net.eval()
             stats = self._statistics(member.net, data, valid, held if len(held) else train)
             member.error_mean, member.error_std, member.tails = stats
+
+    def _prepared(self, batches: list[ObjectBatch], needs: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every object's tube, (N, 7, S, S) uint8, and its on-frame pixels, (N, S, S) bool."""
+        prepared = [_prepare(b, self.config.size, self.config.crop_margin) for b in batches if len(b)]
+        if not prepared:
+            raise ValueError(f"the multi-task teacher needs {needs}")
+        return torch.cat([p[0] for p in prepared]), torch.cat([p[1] for p in prepared])
 
     def _held_out(self, used: int) -> int:
         """How many of ``used`` training objects are kept out to measure the error statistics."""

@@ -492,6 +492,19 @@ def _load_or_fit(
     path, stamp = paths.teacher_file(name), paths.teacher_stamp(name)
     reused = _reusable(cls, name, path, stamp, objects, cfg, tr, training) if path.exists() else None
     if reused is not None:
+        if "seeds" in tr.fit_stats:  # members to train: a progress bar of their own
+            task = bar.add_task(f"grow {name}", total=None)
+            start = time.perf_counter()
+            added = reused.resize(
+                objects(),
+                tr.fit_stats["seeds"],
+                epochs=epochs,
+                progress=lambda step, total: bar.update(task, completed=step, total=total),
+            )
+            tr.fit_seconds = time.perf_counter() - start
+            tr.fitted = bool(added["members"])
+            tr.fit_stats["members"] = added["members"]
+            reused.save(path)
         return reused
     batches = objects()
     if sum(len(b) for b in batches) == 0:
@@ -539,13 +552,15 @@ def _reusable(
         return None
     options = _teacher_options(name, cfg)
     changed = {k: v for k, v in options.items() if getattr(teacher.config, k) != v}
-    if changed.keys() - RESCORED_ONLY:
+    if changed.keys() - RESCORED_ONLY - RESIZED:
         other = ", ".join(sorted(changed))
         log.warning("teacher file %s was trained with other %s; training it again.", path, other)
         return None
     tr.fit_stats = {"reused": str(path)}
+    resized = {k: changed.pop(k) for k in RESIZED & changed.keys()}
     if changed:
         _recombine(teacher, changed, objects, path, tr)
+    tr.fit_stats.update(resized)  # the caller trains the missing members, or drops the extra ones
     return teacher
 
 
@@ -568,6 +583,9 @@ def _teacher_options(name: str, cfg: TeachConfig) -> dict[str, Any]:
 # Options of a teacher's own config that only change how its networks' outputs make a score: a reused file
 # takes them without training again. Any other option that differs from the file's trains it again.
 RESCORED_ONLY = frozenset({"combine", "weights"})
+# Teacher b's network count: a reused file keeps its networks, and only the missing ones are trained (each
+# member's seed and held-out split depend on its index alone), or the extra ones are dropped.
+RESIZED = frozenset({"seeds"})
 
 
 def _recombine(
