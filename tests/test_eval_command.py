@@ -490,3 +490,6 @@ def test_teachers_from_a_folder_with_choices_score_as_those_choices_say(
         ]
     )
     assert painted(tmp_path / "own") == ("train-rarity", None)
+    # typed at its default value, an option still wins over the folder's choices
+    main(["teach", *base, "--out", str(tmp_path / "typed"), "--teachers", "flow", "--normalisation", "train"])
+    assert painted(tmp_path / "typed") == ("train", None)

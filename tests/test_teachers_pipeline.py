@@ -602,6 +602,9 @@ def test_teach_choices_applies_a_report_and_refuses_the_options_it_replaces(taug
         app, [*args, "--choices", str(report), "--b-seeds", "2", "--a-combine", "linear"]
     )
     assert isinstance(bad.exception, UsageError) and "drop --a-combine and --b-seeds" in str(bad.exception)
+    # an option typed at its default value is still an option given: the choices would override it
+    typed = CliRunner().invoke(app, [*args, "--choices", str(report), "--frame-correction", "none"])
+    assert isinstance(typed.exception, UsageError) and "drop --frame-correction" in str(typed.exception)
     missing = CliRunner().invoke(app, [*args, "--choices", str(tmp_path / "none.json")])
     assert isinstance(missing.exception, UsageError) and "none.json does not exist" in str(missing.exception)
 

@@ -44,23 +44,27 @@ def teach(
         help="Training epochs of each teacher (default: its own).",
         show_default=False,
     ),
-    normalisation: str = typer.Option(
-        "train",
+    normalisation: str | None = typer.Option(
+        None,
         "--normalisation",
         metavar="train|train-rarity|train-size|per-video-minmax",
         help="Scale object scores with statistics of all training objects ('train': 0 and 1 at the "
         "--scale-percentiles, linear in between; 'train-rarity': rarity among normal training objects in "
         "between, so every teacher's normal objects spread alike; 'train-size': 'train' among training "
         "objects of similar box height, for cameras whose far objects are a few pixels tall), or per video "
-        "('per-video-minmax': uses each video's own range, only to compare with published code).",
+        "('per-video-minmax': uses each video's own range, only to compare with published code). Default: "
+        "train, or what --choices or the --teachers-from folder's choices.json says.",
+        show_default=False,
     ),
-    frame_correction: str = typer.Option(
-        "none",
+    frame_correction: str | None = typer.Option(
+        None,
         "--frame-correction",
         metavar="count|none",
         help="'count': a score among many objects in a frame counts for less than the same score alone "
         "(the chance that the largest of K normal objects reaches it); 'none': raw scores. 'count' lost "
-        "on the synthetic development set (scripts/teacher_dev.py), so it is off by default.",
+        "on the synthetic development set (scripts/teacher_dev.py), so it is off by default (none, or what "
+        "the choices say).",
+        show_default=False,
     ),
     seed: int = typer.Option(
         0,
@@ -159,11 +163,11 @@ def teach(
     from aedcli.data.clips import sped_up_clips
     from aedcli.teachers import parse_teachers
     from aedcli.teachers.choices import folder_choices, load_choices
-    from aedcli.teachers.maps import NORMALISATIONS
+    from aedcli.teachers.maps import DEFAULT_NORMALISATION, NORMALISATIONS
     from aedcli.teachers.pipeline import TeachConfig, ensure_targets, install_teacher_files
     from aedcli.teachers.proposals import ProposalConfig
 
-    if normalisation not in NORMALISATIONS:
+    if normalisation is not None and normalisation not in NORMALISATIONS:
         raise UsageError(
             f"--normalisation '{normalisation}' is unknown; use one of {', '.join(NORMALISATIONS)}."
         )
@@ -179,7 +183,7 @@ def teach(
         max_train_objects=max_objects,
         lo_percentile=lo,
         hi_percentile=hi,
-        frame_correction=frame_correction,
+        frame_correction=frame_correction or "none",
         seed=seed,
     )
     chosen = None
@@ -189,8 +193,8 @@ def teach(
             ("--a-combine", a_combine, None),
             ("--b-combine", b_combine, None),
             ("--b-seeds", b_seeds, None),
-            ("--frame-correction", frame_correction, "none"),
-            ("--normalisation", normalisation, "train"),
+            ("--frame-correction", frame_correction, None),
+            ("--normalisation", normalisation, None),
         )
         if value != default
     ]
@@ -200,10 +204,11 @@ def teach(
         if given:
             raise UsageError(f"--choices sets {', '.join(given)} itself; drop {' and '.join(given)}.")
         chosen = load_choices(choices)
-        normalisation = chosen.normalisation or normalisation
+        normalisation = chosen.normalisation or DEFAULT_NORMALISATION
         cfg = TeachConfig.with_choices(chosen, **fields)
     else:
         cfg = TeachConfig(**fields, b_seeds=b_seeds, a_combine=a_combine, b_combine=b_combine)
+        normalisation = normalisation or DEFAULT_NORMALISATION
     ds = load_dataset(dataset, root)
     if teachers_from is not None:
         install_teacher_files(teachers_from, out, names)
