@@ -806,10 +806,15 @@ def measure_and_write(
     seconds: float,
     extra: dict[str, Any],
     command: str | None = None,
+    recalibrate: bool = False,
 ) -> tuple[Threshold, dict[str, float], Path]:
     """Measure ``student``, a network made from the finished run in ``run_dir`` (trained with ``config``), on
     that run's held-out videos as :func:`distill` measures an epoch (validation L_KD, the probes), take its
     threshold as :func:`distill` does, and write it to the weights file ``out``.
+
+    With ``recalibrate``, its BatchNorm statistics are first re-estimated on ``config.bn_batches`` training
+    batches, as :func:`distill` does after every epoch (a network whose weights were not trained as they
+    are, such as an average of several, has no statistics of its own).
 
     The run's targets and frame cache are read, never written. ``selection`` says how ``student`` was made,
     ``seconds`` the training time behind it; ``extra`` is added to the provenance. Returns the threshold, the
@@ -822,7 +827,10 @@ def measure_and_write(
         if history.is_file():
             run.history = json.loads(history.read_text())
         student.to(run.env.device, memory_format=memory_format(run.env.device))
-        targets = read_targets(run.targets_dir, run.teachers, [*run.train_clips, *run.train_fast])
+        train_clips = [*run.train_clips, *run.train_fast]
+        targets = read_targets(run.targets_dir, run.teachers, train_clips)
+        if recalibrate:
+            run._recalibrate(student, run._stacks(train_clips, targets, mix=config.region_mix), 0)
         val_set, val_constant = run._validation_set(targets)
         metrics = run._held_out(student, val_set, val_constant, run._probes(), 0)
         threshold = run._threshold(student)

@@ -158,11 +158,15 @@ def soup(
     dataset: Dataset | None = None,
     device: str = "cpu",
     command: str | None = None,
+    bn_batches: int | None = None,
 ) -> SoupResult:
     """Average the weights of the finished runs in ``runs`` into ``out/weights.pt`` (written atomically).
 
-    ``dataset`` defaults to the one the first run recorded (name and root). The soup is measured on the
-    members' held-out videos and its threshold taken there, as :func:`aedcli.distill.distill` does.
+    ``dataset`` defaults to the one the first run recorded (name and root). The average of the members'
+    BatchNorm statistics is not the statistics of the averaged weights, so they are re-estimated on
+    ``bn_batches`` training batches (default: what the first run used after each epoch; 0 keeps the
+    average). The soup is measured on the members' held-out videos and its threshold taken there, as
+    :func:`aedcli.distill.distill` does.
     """
     members = [read_member(Path(r)) for r in runs]
     check_members(members)
@@ -176,12 +180,16 @@ def soup(
                 f"the dataset {first.run} was trained on is not where it recorded it; pass --dataset "
                 "and --root."
             ) from None
+    if bn_batches is not None and bn_batches < 0:
+        raise UsageError(f"--bn-batches must be 0 or more, not {bn_batches}.")
+    n_bn = first.config.bn_batches if bn_batches is None else bn_batches
     student = Student(first.loaded.config)
     student.load_state_dict(average_states([m.loaded.model.state_dict() for m in members]))
     seconds = _seconds(first, "pretrain") + sum(_seconds(m, "distill") for m in members)
     extra: dict[str, Any] = {
         "soup": {
-            "averaging": "uniform mean of every parameter and BatchNorm statistic",
+            "averaging": "uniform mean of every parameter and BatchNorm statistic"
+            + (f"; BatchNorm statistics then re-estimated on {n_bn} training batches" if n_bn else ""),
             "pretrain_sha256": first.pretrain,
             "members": [
                 {
@@ -194,7 +202,7 @@ def soup(
             ],
         },
     }
-    config = DistillConfig.from_dict(first.config.to_dict() | {"device": device})
+    config = DistillConfig.from_dict(first.config.to_dict() | {"device": device, "bn_batches": n_bn})
     out.mkdir(parents=True, exist_ok=True)
     selection = (
         f"uniform average of the written weights of {len(members)} runs from one pre-training (seeds "
@@ -210,5 +218,6 @@ def soup(
         seconds=seconds,
         extra=extra,
         command=command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        recalibrate=n_bn > 0,
     )
     return SoupResult(path, threshold, metrics, members)

@@ -55,7 +55,7 @@ def test_soup_of_three_seeds_is_the_mean_of_their_weights_with_threshold_and_pro
     runs: tuple[Dataset, list[Path]], tmp_path: Path
 ) -> None:
     dataset, members = runs
-    result = soup(members, tmp_path / "soup", dataset=dataset, command="aed soup --test")
+    result = soup(members, tmp_path / "soup", dataset=dataset, command="aed soup --test", bn_batches=0)
     loaded = load_weights(result.weights)
     states = [load_weights(r / "weights.pt").model.state_dict() for r in members]
     for name, value in loaded.model.state_dict().items():
@@ -72,6 +72,29 @@ def test_soup_of_three_seeds_is_the_mean_of_their_weights_with_threshold_and_pro
     assert set(result.metrics) == {"val_kd", "val_kd_constant"} and prov["metrics"] == result.metrics
     constant = {load_weights(r / "weights.pt").provenance["metrics"]["val_kd_constant"] for r in members}
     assert constant == {result.metrics["val_kd_constant"]}
+
+
+def test_soup_batchnorm_statistics_are_re_estimated_for_the_averaged_weights_by_default(
+    runs: tuple[Dataset, list[Path]], tmp_path: Path
+) -> None:
+    dataset, members = runs
+    assert read_member(members[0]).config.bn_batches == 30  # what the runs used after each epoch
+    plain = load_weights(soup(members, tmp_path / "plain", dataset=dataset, bn_batches=0).weights)
+    fresh = [load_weights(soup(members, tmp_path / f"bn{i}", dataset=dataset).weights) for i in (0, 1)]
+    averaged, state = plain.model.state_dict(), fresh[0].model.state_dict()
+    parameters = {name for name, _ in plain.model.named_parameters()}
+    statistics = [n for n in state if n.endswith(("running_mean", "running_var"))]
+    assert statistics  # the student has BatchNorm layers
+    for name in parameters:
+        assert torch.equal(state[name], averaged[name])  # the weights are the average either way
+    changed = [n for n in statistics if not torch.allclose(state[n], averaged[n])]
+    assert len(changed) > len(statistics) // 2  # re-estimated, not the members' average
+    for name in statistics:  # measured on the same training batches: the same statistics again
+        assert torch.equal(state[name], fresh[1].model.state_dict()[name])
+    assert "re-estimated on 30 training batches" in fresh[0].provenance["soup"]["averaging"]
+    assert "re-estimated" not in plain.provenance["soup"]["averaging"]
+    with pytest.raises(UsageError, match="--bn-batches must be 0 or more"):
+        soup(members, tmp_path / "bad", dataset=dataset, bn_batches=-1)
 
 
 def test_measuring_a_run_again_reproduces_the_held_out_loss_distill_recorded(

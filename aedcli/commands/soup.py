@@ -31,6 +31,15 @@ def soup(
         None, "--root", metavar="DIR", help="Dataset folder (default: the recorded one).", show_default=False
     ),
     device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda', to measure the soup."),
+    bn_batches: int | None = typer.Option(
+        None,
+        "--bn-batches",
+        metavar="N",
+        help="Re-estimate the soup's BatchNorm statistics on N training batches: the average of the members' "
+        "statistics is not the statistics of their averaged weights (default: as many as the runs used "
+        "after each epoch; 0 keeps the average).",
+        show_default=False,
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing OUT/weights.pt."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the path written."),
 ) -> None:
@@ -47,7 +56,7 @@ def soup(
     if root is not None and dataset is None:
         raise UsageError("--root needs --dataset (the name of the dataset in that folder).")
     data = load_dataset(dataset, root) if dataset is not None else None
-    result = make_soup(runs, out, dataset=data, device=device)
+    result = make_soup(runs, out, dataset=data, device=device, bn_batches=bn_batches)
     console = Console()
     if not quiet:
         table = Table(title="held-out videos (no test data)")
