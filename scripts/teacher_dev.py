@@ -477,7 +477,7 @@ def report(
             used = group == deciding_seeds
             if used:
                 chosen[B_SEEDS_GROUP] = choose(counts)
-            note = "" if used else f"; not used: decided under {deciding_seeds.removeprefix(B_SEEDS_GROUP)}"
+            note = "" if used else f"; not used: '{deciding_seeds}' decides"
             print(f"\n{group}  (rule: highest micro AUC; within {TIE} fewer networks{note})")
             for name, auc in results.items():
                 mark = "  <- chosen" if used and name == chosen[B_SEEDS_GROUP] else ""

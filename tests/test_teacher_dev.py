@@ -118,7 +118,7 @@ def test_teacher_b_seeds_are_decided_on_scores_scaled_as_chosen_and_fewer_networ
         dev.seeds_group("train-size"): seeds(0.80, 0.85, 0.854),
     }
     assert dev.report(table, "five seeds within the margin")["teacher b seeds"] == "three seeds"
-    assert "not used: decided under  (train-size scaling)" in capsys.readouterr().out
+    assert "not used: 'teacher b seeds (train-size scaling)' decides" in capsys.readouterr().out
     table[dev.seeds_group("train-size")]["five seeds"] = 0.856
     assert dev.report(table, "five seeds beyond it")["teacher b seeds"] == "five seeds"
     # a report from before the scaled groups and five seeds decides on its raw group, by its old names
