@@ -357,13 +357,13 @@ def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
     singles, singles_train = [], []
     for seed in B_SEEDS:
         teacher_b = fitted_b(train_objects, seed, work / "teacher-b")
-        singles.append({clip: teacher_b.score(b) for clip, b in test_objects.items()})
-        singles_train.append(np.concatenate([teacher_b.score(b) for b in train_objects]))
+        train_errors = [teacher_b.raw_errors(b) for b in train_objects]
+        test_errors = {clip: teacher_b.raw_errors(b) for clip, b in test_objects.items()}
+        singles.append({clip: teacher_b.combine(e) for clip, e in test_errors.items()})
+        singles_train.append(np.concatenate([teacher_b.combine(e) for e in train_errors]))
         if seed == B_SEEDS[0]:  # the default: one network, the first seed
-            teacher_b0 = teacher_b
-            train_errors_b = [teacher_b.raw_errors(b) for b in train_objects]
-            test_errors_b = {clip: teacher_b.raw_errors(b) for clip, b in test_objects.items()}
-            train_scores["b"] = np.concatenate([teacher_b.combine(e) for e in train_errors_b])
+            teacher_b0, train_errors_b, test_errors_b = teacher_b, train_errors, test_errors
+            train_scores["b"] = singles_train[0]
             test_scores["b"] = singles[0]
             default_b_combine = teacher_b.config.combine
             group = table["teacher b combination"] = {}

@@ -287,21 +287,14 @@ class MultiTaskTeacher:
         report is the first member's, with every member's under ``members``. ``progress(step, total)`` is
         called after every optimiser step (for a progress bar).
         """
-        cfg = self.config
-        epochs = cfg.epochs if epochs is None else epochs
-        data, valid = self._prepared(batches, "at least one training object")
-        used = min(len(data), cfg.max_train)
-        member_steps = epochs * math.ceil((used - self._held_out(used)) / cfg.batch_size)
-        members, reports = [], []
-        for i in range(cfg.seeds):
-            step = _StepCounter(progress, i * member_steps, cfg.seeds * member_steps)
-            member, report = self._fit_member(data, valid, epochs, seed + i, step)
-            members.append(member)
-            reports.append(report)
+        seeds = range(seed, seed + self.config.seeds)
+        members, reports = self._train_members(
+            batches, seeds, epochs, progress, "at least one training object"
+        )
         self.members = members
         self.seed = seed
         self.fitted = True
-        return {**reports[0], "seeds": cfg.seeds, "members": reports}
+        return {**reports[0], "seeds": self.config.seeds, "members": reports}
 
     def resize(
         self,
@@ -322,22 +315,38 @@ class MultiTaskTeacher:
             raise RuntimeError("the multi-task teacher must be fitted or loaded before it is resized")
         if seeds < 1:
             raise ValueError(f"seeds must be 1 or more, got {seeds}")
-        cfg = replace(self.config, seeds=seeds)
         reports: list[dict[str, Any]] = []
-        missing = range(len(self.members), seeds)
+        missing = range(self.seed + len(self.members), self.seed + seeds)
         if missing:
-            epochs = cfg.epochs if epochs is None else epochs
-            data, valid = self._prepared(batches, "its training objects to grow")
-            used = min(len(data), cfg.max_train)
-            member_steps = epochs * math.ceil((used - self._held_out(used)) / cfg.batch_size)
-            for k, i in enumerate(missing):
-                step = _StepCounter(progress, k * member_steps, len(missing) * member_steps)
-                member, report = self._fit_member(data, valid, epochs, self.seed + i, step)
-                self.members.append(member)
-                reports.append(report)
+            added, reports = self._train_members(
+                batches, missing, epochs, progress, "its training objects to grow"
+            )
+            self.members += added
         self.members = self.members[:seeds]
-        self.config = cfg
+        self.config = replace(self.config, seeds=seeds)
         return {"seeds": seeds, "members": reports}
+
+    def _train_members(
+        self,
+        batches: list[ObjectBatch],
+        seeds: range,
+        epochs: int | None,
+        progress: Callable[[int, int], None] | None,
+        needs: str,
+    ) -> tuple[list[_Member], list[dict[str, Any]]]:
+        """One member trained on ``batches`` per seed in ``seeds``, progress counted across all of them."""
+        cfg = self.config
+        epochs = cfg.epochs if epochs is None else epochs
+        data, valid = self._prepared(batches, needs)
+        used = min(len(data), cfg.max_train)
+        member_steps = epochs * math.ceil((used - self._held_out(used)) / cfg.batch_size)
+        members, reports = [], []
+        for k, seed in enumerate(seeds):
+            step = _StepCounter(progress, k * member_steps, len(seeds) * member_steps)
+            member, report = self._fit_member(data, valid, epochs, seed, step)
+            members.append(member)
+            reports.append(report)
+        return members, reports
 
     def calibrate(self, batches: list[ObjectBatch]) -> None:
         """Measure every member's error statistics again on its held-out objects, keeping the networks.

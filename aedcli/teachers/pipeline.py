@@ -492,18 +492,19 @@ def _load_or_fit(
     path, stamp = paths.teacher_file(name), paths.teacher_stamp(name)
     reused = _reusable(cls, name, path, stamp, objects, cfg, tr, training) if path.exists() else None
     if reused is not None:
-        if "seeds" in tr.fit_stats:  # members to train: a progress bar of their own
+        seeds = _teacher_options(name, cfg).get("seeds")
+        if seeds is not None and seeds != reused.config.seeds:  # networks to add (a bar of their own) or drop
             task = bar.add_task(f"grow {name}", total=None)
             start = time.perf_counter()
             added = reused.resize(
                 objects(),
-                tr.fit_stats["seeds"],
+                seeds,
                 epochs=epochs,
                 progress=lambda step, total: bar.update(task, completed=step, total=total),
             )
             tr.fit_seconds = time.perf_counter() - start
             tr.fitted = bool(added["members"])
-            tr.fit_stats["members"] = added["members"]
+            tr.fit_stats.update(added)
             reused.save(path)
         return reused
     batches = objects()
@@ -557,10 +558,9 @@ def _reusable(
         log.warning("teacher file %s was trained with other %s; training it again.", path, other)
         return None
     tr.fit_stats = {"reused": str(path)}
-    resized = {k: changed.pop(k) for k in RESIZED & changed.keys()}
-    if changed:
-        _recombine(teacher, changed, objects, path, tr)
-    tr.fit_stats.update(resized)  # the caller trains the missing members, or drops the extra ones
+    rescored = {k: v for k, v in changed.items() if k in RESCORED_ONLY}  # the caller resizes
+    if rescored:
+        _recombine(teacher, rescored, objects, path, tr)
     return teacher
 
 
