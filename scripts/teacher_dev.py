@@ -46,6 +46,13 @@ training videos, so teacher a's file and teacher b's networks are trained once i
 
     python scripts/teacher_dev.py --dev-set ped2-one --root PED2 --seed 2 3 4 --json ped2-choices.json
 
+Teacher b's views (``aed teach --b-views``) are a group too, measured on three networks; ``--only b-views``
+measures that group alone, without training teacher a, and decides it under the scaling ``--scaling`` names
+(the twenty-first round's rule):
+
+    python scripts/teacher_dev.py --dev-set ped2-one --root PED2 --seed 11 12 13 --only b-views \
+        --scaling train-size --json b-views.json
+
 Any camera: make a development set from its normal video with ``aed devset``, run every group on it, and
 train the teachers with what it chose (the sixteenth round did this for Ped2). Several sets made with other
 ``--seed`` values are decided together with ``--decide`` (on sets that ``aed devset`` made, teacher a's
@@ -137,6 +144,19 @@ B_SEEDS = (0, 1, 2, 3, 4)
 # under every scaling; the group under the scaling chosen decides.
 B_SEED_OPTIONS = {name: B_SEEDS[:count] for name, count in choices.B_SEED_COUNTS.items()}
 B_SEEDS_GROUP = "teacher b seeds"
+# Teacher b's views (the twenty-first round's rule, committed before the script first ran with them): each
+# task asked once first, so that more views (more scoring time) are used only when they beat fewer by more
+# than TIE. Measured on the networks of ``B_VIEWS_SEEDS`` (three, Ped2's count since the sixteenth round), on
+# raw scores and under every scaling; the group under the scaling chosen decides, as for the seed counts.
+B_VIEWS_OPTIONS = choices.B_VIEWS
+B_VIEWS_SEEDS = B_SEEDS[:3]
+B_VIEWS_GROUP = "teacher b views"
+# Groups decided on teacher b's scores as served: measured raw and under every scaling, decided under the
+# scaling chosen.
+SERVED_B_GROUPS = (B_SEEDS_GROUP, B_VIEWS_GROUP)
+# ``--only b-views`` measures that group alone: proposals come from the velocity teacher's stage (seconds),
+# and no teacher a is trained.
+ONLY = ("b-views",)
 # Reports written before five seeds name the options by what they measured.
 OLD_SEED_NAMES = {
     "mean of the single-seed AUCs": "one seed",
@@ -153,7 +173,12 @@ def renamed(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
 
 def seeds_group(scaling: str) -> str:
     """The report group of teacher b's seed counts measured on scores scaled with ``scaling``."""
-    return f"{B_SEEDS_GROUP} ({scaling} scaling)"
+    return scaled_group(B_SEEDS_GROUP, scaling)
+
+
+def scaled_group(group: str, scaling: str) -> str:
+    """The report group ``group`` (one of SERVED_B_GROUPS) measured on scores scaled with ``scaling``."""
+    return f"{group} ({scaling} scaling)"
 
 
 def is_pasted(config: dict[str, Any]) -> bool:
@@ -217,7 +242,10 @@ def fitted_b(train_objects: list[ObjectBatch], seed: int, cache: Path) -> MultiT
     settings train a new network.
     """
     config = MultiTaskConfig(seeds=1)
-    settings = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    # Views change only how the networks are asked, so every view option shares the same networks.
+    settings = json.dumps(
+        {k: v for k, v in dataclasses.asdict(config).items() if k != "views"}, sort_keys=True
+    )
     key = hashlib.blake2b(f"{objects_key(train_objects)} {settings}".encode(), digest_size=8).hexdigest()
     path = cache / f"teacher-b-seed{seed}-{key}.pt"
     if path.is_file():
@@ -227,6 +255,19 @@ def fitted_b(train_objects: list[ObjectBatch], seed: int, cache: Path) -> MultiT
     path.parent.mkdir(parents=True, exist_ok=True)
     teacher.save(path)
     return teacher
+
+
+_B_ERRORS: dict[tuple[str, ...], list[Any]] = {}
+
+
+def b_errors(teacher: MultiTaskTeacher, trained_on: str, batch: ObjectBatch) -> list[Any]:
+    """``teacher.raw_errors(batch)`` for the network ``fitted_b`` trained on objects ``trained_on`` (their
+    :func:`objects_key`), measured once per views: the draws of a Ped2-made set share their training
+    objects, and every draw scores them."""
+    key = (trained_on, str(teacher.seed), teacher.config.views, objects_key([batch]))
+    if key not in _B_ERRORS:
+        _B_ERRORS[key] = teacher.raw_errors(batch)
+    return _B_ERRORS[key]
 
 
 def clip_objects(clip: Clip, boxes: list[np.ndarray], video: int = -1) -> ObjectBatch:
@@ -282,10 +323,12 @@ def load_dev_set(name: str, root: Path | None, seed: int = 0) -> tuple[Dataset, 
     return dataset, {"source": source.name, **dataclasses.asdict(config)}, about
 
 
-def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
-    """Frame micro AUC of every option of every group on ``dataset`` (teachers trained under ``work``)."""
+def measure(dataset: Dataset, work: Path, only: str | None = None) -> dict[str, dict[str, float]]:
+    """Frame micro AUC of every option of every group on ``dataset`` (teachers trained under ``work``);
+    with ``only="b-views"``, of teacher b's views alone."""
     targets = work / "targets"
-    ensure_targets(dataset, targets, ["a"], progress=False)  # proposals for every clip, teacher A fitted
+    # Proposals for every clip, and teacher A fitted (or, for teacher b alone, the velocity teacher: seconds).
+    ensure_targets(dataset, targets, ["flow"] if only else ["a"], progress=False)
     paths = TargetPaths(targets)
     boxes = {
         c.name: load_boxes(paths.boxes(c.split, c.name)).boxes  # type: ignore[union-attr]
@@ -293,6 +336,11 @@ def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
     }
     test_objects = {c.name: clip_objects(c, boxes[c.name]) for c in dataset.test}
     train_objects = [clip_objects(c, boxes[c.name]) for c in dataset.train]
+    train_heights = np.concatenate([box_heights(b.boxes, b.frame_size) for b in train_objects])
+    test_heights = {c: box_heights(b.boxes, b.frame_size) for c, b in test_objects.items()}
+    views = views_tables(dataset, work, train_objects, test_objects, train_heights, test_heights)
+    if only == "b-views":
+        return views
 
     teacher_a = AppearanceMotionTeacher.load(paths.teacher_file("a"))
     raw_components = {name: teacher_a.raw_components(b) for name, b in test_objects.items()}
@@ -352,13 +400,12 @@ def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
 
     # Teacher b: each seed alone, and the mean of the first one, three, five networks' scores (what the
     # ``seeds`` option trains), on raw scores and scaled as the teachers' mean scales them.
-    train_heights = np.concatenate([box_heights(b.boxes, b.frame_size) for b in train_objects])
-    test_heights = {c: box_heights(b.boxes, b.frame_size) for c, b in test_objects.items()}
     singles, singles_train = [], []
+    trained_on = objects_key(train_objects)
     for seed in B_SEEDS:
         teacher_b = fitted_b(train_objects, seed, work / "teacher-b")
-        train_errors = [teacher_b.raw_errors(b) for b in train_objects]
-        test_errors = {clip: teacher_b.raw_errors(b) for clip, b in test_objects.items()}
+        train_errors = [b_errors(teacher_b, trained_on, b) for b in train_objects]
+        test_errors = {clip: b_errors(teacher_b, trained_on, b) for clip, b in test_objects.items()}
         singles.append({clip: teacher_b.combine(e) for clip, e in test_errors.items()})
         singles_train.append(np.concatenate([teacher_b.combine(e) for e in train_errors]))
         if seed == B_SEEDS[0]:  # the default: one network, the first seed
@@ -452,35 +499,91 @@ def measure(dataset: Dataset, work: Path) -> dict[str, dict[str, float]]:
                 for c in test_objects
             }
             group[f"a {a_combine}, b {b_combine}"] = frame_auc(dataset, test_objects, mean)
-    return table
+    return {**table, **views}
+
+
+def views_tables(
+    dataset: Dataset,
+    work: Path,
+    train_objects: list[ObjectBatch],
+    test_objects: dict[str, ObjectBatch],
+    train_heights: np.ndarray,
+    test_heights: dict[str, np.ndarray],
+) -> dict[str, dict[str, float]]:
+    """Teacher b's views group: its networks of ``B_VIEWS_SEEDS`` asked each way, the mean of their scores,
+    on raw scores and under every scaling (each network's statistics measured again under the views)."""
+    trained_on = objects_key(train_objects)
+    scores: dict[str, tuple[list[np.ndarray], list[dict[str, np.ndarray]]]] = {}
+    for name, views in B_VIEWS_OPTIONS.items():
+        scores[name] = ([], [])
+        for seed in B_VIEWS_SEEDS:
+            teacher = fitted_b(train_objects, seed, work / "teacher-b")
+            if views != teacher.config.views:
+                teacher.config = dataclasses.replace(teacher.config, views=views)
+                teacher.calibrate(train_objects)  # the tails of these views' errors, on its held-out objects
+            train = [teacher.combine(b_errors(teacher, trained_on, b)) for b in train_objects]
+            scores[name][0].append(np.concatenate(train))
+            scores[name][1].append(
+                {c: teacher.combine(b_errors(teacher, trained_on, b)) for c, b in test_objects.items()}
+            )
+
+    def views_table(scaling: str | None) -> dict[str, float]:
+        out = {}
+        for name, (train, test) in scores.items():
+            mean = {c: np.mean([t[c] for t in test], axis=0) for c in test_objects}
+            if scaling is not None:
+                scaler = ScoreScaler.from_training(
+                    np.mean(train, axis=0),
+                    kind=scaling,
+                    lo_percentile=50.0,
+                    hi_percentile=100.0,
+                    heights=train_heights,
+                )
+                mean = {c: scaler.apply(m, test_heights[c]) for c, m in mean.items()}
+            out[name] = frame_auc(dataset, test_objects, mean)
+        return out
+
+    return {
+        B_VIEWS_GROUP: views_table(None),
+        **{scaled_group(B_VIEWS_GROUP, scaling): views_table(scaling) for scaling in SCALING_OPTIONS},
+    }
 
 
 def report(
     table: dict[str, dict[str, float]],
     about: str,
     candidates: dict[str, tuple[str, ...]] | None = None,
+    scaling: str | None = None,
 ) -> dict[str, str]:
     """Print every group with the option its rule chooses; return the choices.
 
     ``candidates`` limits a group's choice to the options it names (the others are printed, not chosen).
+    ``scaling`` is the scaling teacher b's served groups are decided under when the table has no teachers'
+    mean to choose one (``--only``).
     """
     print(f"{about}; frame score = max object score, no smoothing")
     table = renamed(table)
     chosen = {}
     candidates = candidates or {}
-    scaling = choose(table["teachers' mean, scaling"])
-    # Teacher b's seed count is decided on its scores as served (scaled as chosen) when the report has them.
-    deciding_seeds = seeds_group(scaling) if seeds_group(scaling) in table else B_SEEDS_GROUP
+    if "teachers' mean, scaling" in table:
+        scaling = choose(table["teachers' mean, scaling"])
+    elif scaling is None:
+        raise ValueError("the table has no teachers' mean to choose a scaling; give the scaling")
+    options = {B_SEEDS_GROUP: B_SEED_OPTIONS, B_VIEWS_GROUP: B_VIEWS_OPTIONS}
+    fewer = {B_SEEDS_GROUP: "fewer networks", B_VIEWS_GROUP: "fewer views"}
     for group, results in table.items():
-        if group.startswith(B_SEEDS_GROUP):
-            counts = {name: results[name] for name in B_SEED_OPTIONS if name in results}
-            used = group == deciding_seeds
+        served = next((g for g in SERVED_B_GROUPS if group.startswith(g)), None)
+        if served is not None:
+            # Decided on teacher b's scores as served (scaled as chosen) when the report has them.
+            deciding = scaled_group(served, scaling) if scaled_group(served, scaling) in table else served
+            counts = {name: results[name] for name in options[served] if name in results}
+            used = group == deciding
             if used:
-                chosen[B_SEEDS_GROUP] = choose(counts)
-            note = "" if used else f"; not used: '{deciding_seeds}' decides"
-            print(f"\n{group}  (rule: highest micro AUC; within {TIE} fewer networks{note})")
+                chosen[served] = choose(counts)
+            note = "" if used else f"; not used: '{deciding}' decides"
+            print(f"\n{group}  (rule: highest micro AUC; within {TIE} {fewer[served]}{note})")
             for name, auc in results.items():
-                mark = "  <- chosen" if used and name == chosen[B_SEEDS_GROUP] else ""
+                mark = "  <- chosen" if used and name == chosen[served] else ""
                 print(f"  {auc:.3f}  {name}{mark}")
             continue
         order = {
@@ -533,6 +636,17 @@ def main(argv: list[str] | None = None) -> int:
         "each and decide on their mean micro AUC",
     )
     p.add_argument("--work", type=Path, help="working folder (default runs/teacher-dev[-<dev set>])")
+    p.add_argument(
+        "--only",
+        choices=ONLY,
+        help="measure this group alone (b-views: teacher b's views; no teacher a is trained); needs "
+        "--scaling",
+    )
+    p.add_argument(
+        "--scaling",
+        choices=SCALING_OPTIONS,
+        help="decide teacher b's groups under this scaling (with --only, which measures no teachers' mean)",
+    )
     p.add_argument("--json", type=Path, help="also write the table (or the decision) as JSON")
     p.add_argument(
         "--decide",
@@ -552,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
             table,
             f"mean over {len(reports)} development sets ({', '.join(map(str, args.decide))})",
             APPEARANCE_CANDIDATES if pasted else None,
+            args.scaling,
         )
         if args.json:
             summary = {
@@ -563,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(summary, indent=2))
         return 0
 
+    if args.only and args.scaling is None:
+        p.error("--only measures no teachers' mean to choose a scaling; give --scaling too.")
     seeds = list(dict.fromkeys(args.seed))
     if len(seeds) > 1 and not args.dev_set.startswith("ped2-"):
         p.error(f"several seeds draw a Ped2-made set several times; --dev-set {args.dev_set} has one draw.")
@@ -572,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     tables, frames = {}, 0
     for seed in seeds:
         dataset, config, about = load_dev_set(args.dev_set, args.root, seed)
-        tables[seed] = measure(dataset, work)
+        tables[seed] = measure(dataset, work, only=args.only) if args.only else measure(dataset, work)
         frames += sum(c.frame_count for c in dataset.test)
         if len(seeds) > 1:
             print(f"draw {seed} measured ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -589,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         table,
         f"{about}; micro AUC over all {frames} test frames",
         APPEARANCE_CANDIDATES if is_pasted(config) else None,
+        args.scaling,
     )
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.json:

@@ -13,7 +13,14 @@ import torch
 
 from aedcli.errors import WeightsError
 from aedcli.teachers.base import TUBE_RADIUS, TUBE_SIZE, ObjectBatch, ObjectTeacher
-from aedcli.teachers.multitask import TASKS, MultiTaskConfig, MultiTaskTeacher, clip_indices
+from aedcli.teachers.multitask import (
+    TASKS,
+    MultiTaskConfig,
+    MultiTaskTeacher,
+    _prepare,
+    _to_float,
+    clip_indices,
+)
 
 FRAME = (240, 360)
 # Small enough to train in a few seconds on one CPU core, big enough to learn the synthetic tasks.
@@ -328,3 +335,65 @@ def test_tails_and_seed_round_trip_and_older_files_load_as_the_standardised_sum(
 def test_unknown_combination_is_refused() -> None:
     with pytest.raises(ValueError, match="combine must be one of"):
         MultiTaskTeacher(MultiTaskConfig(combine="median"))
+
+
+def _with_views(teacher: MultiTaskTeacher, views: str, batches: list[ObjectBatch]) -> MultiTaskTeacher:
+    other = _with_combine(teacher, teacher.config.combine)
+    other.members = [
+        dataclasses.replace(m) for m in teacher.members
+    ]  # calibrate must not touch the fixture's
+    other.config = dataclasses.replace(teacher.config, views=views)
+    other.calibrate(batches)
+    return other
+
+
+def test_reversed_views_average_the_forward_and_the_backward_clips_errors(
+    fitted: MultiTaskTeacher, data: dict[str, ObjectBatch]
+) -> None:
+    assert fitted.config.views == "centre"  # the default: each task asked once
+    teacher = _with_views(fitted, "reversed", [data["train"]])
+    net, batch = teacher.net, data["reversed"]
+    data_, valid = _prepare(batch, SMALL.size, SMALL.crop_margin)
+    tubes = _to_float(data_, valid, SMALL.normalise)
+    with torch.no_grad():
+        forward = [x.log_softmax(dim=1) for x in net.classify(tubes[:, [2, 3, 4]].unsqueeze(1))]
+        backward = [x.log_softmax(dim=1) for x in net.classify(tubes[:, [4, 3, 2]].unsqueeze(1))]
+    errors = teacher.raw_errors(batch)[0]
+    # arrow: the wrong answer is "backward" for the clip as it plays, "forward" for the clip played back
+    torch.testing.assert_close(errors[:, 0], (forward[0][:, 1] + backward[0][:, 0]) / 2)
+    torch.testing.assert_close(errors[:, 1], (forward[1][:, 1] + backward[1][:, 1]) / 2)  # both regular
+    torch.testing.assert_close(errors[:, 2], fitted.raw_errors(batch)[0][:, 2])  # the middle: asked once
+    # the views' own statistics: unseen normal objects stay near the held-out ones, anomalies rank above
+    normal = teacher.score(data["normal"])
+    for kind in ("fast", "reversed", "shape"):
+        assert _roc_auc(normal, teacher.score(data[kind])) > 0.95, kind
+
+
+def test_mirrored_views_see_a_mirror_symmetric_tube_as_the_tube_itself(
+    fitted: MultiTaskTeacher, data: dict[str, ObjectBatch]
+) -> None:
+    batch = data["shape"]
+    symmetric = dataclasses.replace(
+        batch, tubes=np.concatenate([batch.tubes, batch.tubes[..., ::-1]], axis=-1)
+    )
+    reversed_, mirrored = (_with_views(fitted, v, [data["train"]]) for v in ("reversed", "reversed-mirrored"))
+    # on a tube that is its own mirror image, the mirrored views repeat the unmirrored ones exactly
+    torch.testing.assert_close(mirrored.raw_errors(symmetric)[0], reversed_.raw_errors(symmetric)[0])
+    assert not torch.allclose(mirrored.raw_errors(batch)[0], reversed_.raw_errors(batch)[0])
+
+
+def test_views_round_trip_and_older_files_load_as_the_centre_clip(
+    tmp_path: Path, fitted: MultiTaskTeacher, data: dict[str, ObjectBatch]
+) -> None:
+    teacher = _with_views(fitted, "reversed-mirrored", [data["train"]])
+    teacher.save(tmp_path / "b.pt")
+    loaded = MultiTaskTeacher.load(tmp_path / "b.pt")
+    assert loaded.config.views == "reversed-mirrored"
+    np.testing.assert_array_equal(loaded.score(data["fast"]), teacher.score(data["fast"]))
+    payload = torch.load(tmp_path / "b.pt", weights_only=True)
+    config = json.loads(payload["config"])
+    del config["views"]
+    torch.save({**payload, "version": 3, "config": json.dumps(config)}, tmp_path / "v3.pt")
+    assert MultiTaskTeacher.load(tmp_path / "v3.pt").config.views == "centre"
+    with pytest.raises(ValueError, match="views must be one of"):
+        MultiTaskTeacher(MultiTaskConfig(views="sideways"))

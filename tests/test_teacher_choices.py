@@ -22,6 +22,7 @@ CHOSEN = {
     "velocity teacher frame calibration": "max of raw scores",
     "teacher b combination": "tail probabilities, summed",
     "teacher b seeds": "three seeds",
+    "teacher b views": "also time-reversed",
     "teachers' mean, scaling": "train",
     "teachers' mean (train scaling), a and b combinations": "a linear, b z-sum",
 }
@@ -46,7 +47,9 @@ def test_every_chosen_group_sets_its_teacher_option(tmp_path) -> None:
     cfg = TeachConfig.with_choices(got, max_train_objects=50)
     assert cfg.max_train_objects == 50 and cfg.b_seeds == 3 and cfg.a_combine == "linear"
     assert cfg.correction_for("a") == "count" and cfg.correction_for("b") == "none"
-    assert "b seeds 3" in got.describe() and "a linear" in got.describe()
+    assert got.b_views == "reversed" and cfg.b_views == "reversed"
+    assert "b seeds 3" in got.describe() and "b views reversed" in got.describe()
+    assert "a linear" in got.describe()
 
 
 def test_the_pair_is_read_under_the_chosen_scaling_and_each_teachers_own_group_without_one(tmp_path) -> None:
@@ -62,6 +65,7 @@ def test_the_pair_is_read_under_the_chosen_scaling_and_each_teachers_own_group_w
     assert (got.a_combine, got.b_combine) == ("tail-max", "tail-sum")
     partial = ch.load_choices(_report(tmp_path, {"teacher b seeds": "one seed"}))
     assert partial.b_seeds == 1 and partial.a_weights is None and partial.velocity is None
+    assert partial.b_views is None and TeachConfig.with_choices(partial).b_views is None
     assert TeachConfig.with_choices(partial).a_combine is None  # unset groups keep the teachers' own
     assert TeachConfig.with_choices(partial).b_seeds == 1  # one seed chosen is one seed asked for
     assert TeachConfig.with_choices(ch.TeacherChoices()).b_seeds is None

@@ -12,6 +12,7 @@ import pytest
 from _scripts import load_script
 
 from aedcli.teachers.appearance_motion import COMPONENTS
+from aedcli.teachers.multitask import VIEWS
 from aedcli.teachers.velocity import VelocityConfig
 
 dev = load_script("teacher_dev")
@@ -129,6 +130,40 @@ def test_teacher_b_seeds_are_decided_on_scores_scaled_as_chosen_and_fewer_networ
     assert dev.report(old, "old")["teacher b seeds"] == "three seeds"
 
 
+def test_teacher_b_views_are_decided_under_the_scaling_given_when_no_mean_is_measured(capsys) -> None:
+    def views(centre: float, reversed_: float, mirrored: float) -> dict[str, float]:
+        return dict(zip(dev.B_VIEWS_OPTIONS, (centre, reversed_, mirrored), strict=True))
+
+    table = {
+        "teacher b views": views(0.80, 0.99, 0.99),  # raw scores: reported, not used
+        dev.scaled_group("teacher b views", "train"): views(0.80, 0.90, 0.99),
+        dev.scaled_group("teacher b views", "train-size"): views(0.90, 0.904, 0.903),
+    }
+    with pytest.raises(ValueError, match="give the scaling"):
+        dev.report(table, "no scaling")
+    assert dev.report(table, "views", scaling="train-size") == {"teacher b views": "centre clip"}
+    assert "within 0.005 fewer views" in capsys.readouterr().out
+    table[dev.scaled_group("teacher b views", "train-size")]["also time-reversed and mirrored"] = 0.911
+    chosen = dev.report(table, "views", scaling="train-size")
+    assert chosen == {"teacher b views": "also time-reversed and mirrored"}
+    assert dev.report(table, "views", scaling="train")["teacher b views"] == "also time-reversed and mirrored"
+    # with a teachers' mean in the table, the scaling it chooses decides
+    table["teachers' mean, scaling"] = {"train": 0.9, "train-size": 0.8}
+    assert (
+        dev.report(table, "mean", scaling="train-size")["teacher b views"]
+        == "also time-reversed and mirrored"
+    )
+    table[dev.scaled_group("teacher b views", "train")]["also time-reversed and mirrored"] = 0.90
+    assert dev.report(table, "mean", scaling="train-size")["teacher b views"] == "also time-reversed"
+    assert set(dev.B_VIEWS_OPTIONS.values()) == set(VIEWS)
+
+
+def test_only_b_views_needs_a_scaling(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        dev.main(["--dev-set", "ped2-one", "--only", "b-views"])
+    assert "give --scaling too" in capsys.readouterr().err
+
+
 def test_groups_missing_from_one_report_are_left_out_of_the_mean() -> None:
     full = _table({"train": 0.9, "train-rarity": 0.8}, {"train": {"a tail-max, b tail-max": 0.9}})
     older = {"teachers' mean, scaling": {"train": 0.7, "train-rarity": 0.6}}
@@ -207,6 +242,24 @@ def test_teacher_b_networks_are_trained_once_per_working_folder_and_again_for_ot
     dev.fitted_b(_tubes(80, seed=1), 1, tmp_path)  # other training objects
     assert len(fits) == 3 and len(list(tmp_path.glob("teacher-b-*.pt"))) == 3
 
+    # views change only how a network is asked: the same file serves them all, and each one's errors of
+    # the same objects are measured once
+    monkeypatch.setattr(dev, "MultiTaskConfig", lambda **kw: MultiTaskConfig(**small, **kw, views="reversed"))
+    viewed = dev.fitted_b(objects, 1, tmp_path)
+    assert len(fits) == 3
+    viewed.config = dataclasses.replace(viewed.config, views="reversed")
+    trained_on = dev.objects_key(objects)
+    asked = []
+    real_errors = MultiTaskTeacher.raw_errors
+    monkeypatch.setattr(
+        MultiTaskTeacher, "raw_errors", lambda self, b: asked.append(1) or real_errors(self, b)
+    )
+    first_errors = dev.b_errors(viewed, trained_on, objects[0])
+    assert dev.b_errors(viewed, trained_on, objects[0]) is first_errors and len(asked) == 1
+    viewed.config = dataclasses.replace(viewed.config, views="centre")
+    dev.b_errors(viewed, trained_on, objects[0])
+    assert len(asked) == 2
+
 
 def _draw_table(weights: dict[str, float], velocity: dict[str, float]) -> dict[str, dict[str, float]]:
     scaling = {"train": 0.9, "train-rarity": 0.9}
@@ -229,7 +282,7 @@ def test_several_draws_are_decided_on_their_mean_and_each_draw_is_kept(
     }
     measured = []
 
-    def fake_measure(dataset: object, work: Path) -> dict[str, dict[str, float]]:
+    def fake_measure(dataset: object, work: Path, **_: object) -> dict[str, dict[str, float]]:
         measured.append(work)
         return draws[dataset.seed]  # type: ignore[attr-defined]
 

@@ -375,7 +375,7 @@ def test_the_training_seed_is_repeatable_and_changes_the_teacher(taught, synthet
     assert not np.allclose(first, other)
 
 
-def test_b_seeds_and_b_combine_train_several_networks_and_measure_them_on_their_held_out_objects(
+def test_b_seeds_combine_and_views_train_several_networks_and_measure_them_on_their_held_out_objects(
     taught, synthetic, tmp_path
 ) -> None:
     from aedcli.teachers.multitask import MultiTaskTeacher
@@ -425,6 +425,17 @@ def test_b_seeds_and_b_combine_train_several_networks_and_measure_them_on_their_
     kept_net = grown.members[0].net.state_dict()
     for name, tensor in again.members[0].net.state_dict().items():
         torch.testing.assert_close(kept_net[name], tensor)
+    # other views keep the networks, measure their statistics again and score every clip again
+    views = ensure_targets(
+        synthetic, tmp_path / "t", ["b"], progress=False, epochs=1, config=replace(z_sum, b_views="reversed")
+    )
+    assert not views.teachers["b"].fitted and views.teachers["b"].fit_stats["views"] == "reversed"
+    assert views.teachers["b"].clips_scored == len(_all(synthetic))
+    viewed = MultiTaskTeacher.load(path)
+    assert viewed.config.views == "reversed" and len(viewed.members) == 2  # z_sum asks for two
+    assert not torch.allclose(viewed.members[0].error_mean, grown.members[0].error_mean)
+    with pytest.raises(UsageError, match="--b-views 'sideways' is unknown"):
+        TeachConfig(b_views="sideways")
     with pytest.raises(UsageError, match="--b-combine 'median' is unknown"):
         TeachConfig(b_combine="median")
     with pytest.raises(UsageError, match="--b-seeds must be 1 or more"):
@@ -605,6 +616,10 @@ def test_teach_choices_applies_a_report_and_refuses_the_options_it_replaces(taug
     # an option typed at its default value is still an option given: the choices would override it
     typed = CliRunner().invoke(app, [*args, "--choices", str(report), "--frame-correction", "none"])
     assert isinstance(typed.exception, UsageError) and "drop --frame-correction" in str(typed.exception)
+    views = CliRunner().invoke(app, [*args, "--choices", str(report), "--b-views", "reversed"])
+    assert isinstance(views.exception, UsageError) and "drop --b-views" in str(views.exception)
+    unknown = CliRunner().invoke(app, [*args, "--b-views", "sideways"])
+    assert isinstance(unknown.exception, UsageError) and "--b-views 'sideways'" in str(unknown.exception)
     missing = CliRunner().invoke(app, [*args, "--choices", str(tmp_path / "none.json")])
     assert isinstance(missing.exception, UsageError) and "none.json does not exist" in str(missing.exception)
 

@@ -102,6 +102,16 @@ def teach(
         "its networks and is measured again on its held-out training objects.",
         show_default=False,
     ),
+    b_views: str | None = typer.Option(
+        None,
+        "--b-views",
+        metavar="centre|reversed|reversed-mirrored",
+        help="How many ways teacher b asks each task per object: 'centre' (its default) the clip centred on "
+        "t; 'reversed' also played backward (1.5 times the scoring cost); 'reversed-mirrored' also mirrored "
+        "left to right (3 times); a task's error is its mean over them. A reused teacher b file keeps its "
+        "networks and is measured again on its held-out training objects.",
+        show_default=False,
+    ),
     max_objects: int = typer.Option(
         8000,
         "--max-objects",
@@ -151,8 +161,9 @@ def teach(
         metavar="REPORT",
         help="Train with the options a development run chose (the JSON of scripts/teacher_dev.py --json, "
         "e.g. on a set made by 'aed devset' from this camera's normal video): teacher a's weights and "
-        "combination, b's combination and seeds, the flow teacher's switches, frame corrections and "
-        "scaling. Replaces --a-combine, --b-combine, --b-seeds, --frame-correction and --normalisation.",
+        "combination, b's combination, seeds and views, the flow teacher's switches, frame corrections and "
+        "scaling. Replaces --a-combine, --b-combine, --b-seeds, --b-views, --frame-correction and "
+        "--normalisation.",
         show_default=False,
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -193,6 +204,7 @@ def teach(
             ("--a-combine", a_combine, None),
             ("--b-combine", b_combine, None),
             ("--b-seeds", b_seeds, None),
+            ("--b-views", b_views, None),
             ("--frame-correction", frame_correction, None),
             ("--normalisation", normalisation, None),
         )
@@ -207,7 +219,9 @@ def teach(
         normalisation = chosen.normalisation or DEFAULT_NORMALISATION
         cfg = TeachConfig.with_choices(chosen, **fields)
     else:
-        cfg = TeachConfig(**fields, b_seeds=b_seeds, a_combine=a_combine, b_combine=b_combine)
+        cfg = TeachConfig(
+            **fields, b_seeds=b_seeds, a_combine=a_combine, b_combine=b_combine, b_views=b_views
+        )
         normalisation = normalisation or DEFAULT_NORMALISATION
     ds = load_dataset(dataset, root)
     if teachers_from is not None:

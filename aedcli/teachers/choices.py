@@ -61,6 +61,11 @@ B_COMBINES = {
 }
 CALIBRATIONS = {"count-corrected": "count", "max of raw scores": "none"}
 B_SEED_COUNTS = {"one seed": 1, "three seeds": 3, "five seeds": 5}
+B_VIEWS = {
+    "centre clip": "centre",
+    "also time-reversed": "reversed",
+    "also time-reversed and mirrored": "reversed-mirrored",
+}
 SCALINGS = ("train", "train-rarity", "train-size")
 FOLDER_CHOICES = "choices.json"  # beside <teacher>.pt files: the options those teachers score with
 
@@ -78,6 +83,7 @@ class TeacherChoices:
     a_combine: str | None = None
     b_combine: str | None = None
     b_seeds: int | None = None
+    b_views: str | None = None
     velocity: dict[str, Any] | None = None
     corrections: dict[str, str] = field(default_factory=dict)  # teacher -> "count" | "none"
     normalisation: str | None = None
@@ -93,6 +99,8 @@ class TeacherChoices:
                 parts.append(f"{label} {value}")
         if self.b_seeds is not None:
             parts.append(f"b seeds {self.b_seeds}")
+        if self.b_views is not None:
+            parts.append(f"b views {self.b_views}")
         if self.velocity is not None:
             parts.append("flow " + ", ".join(f"{k}={v}" for k, v in self.velocity.items()))
         parts += [f"{t} frame correction {c}" for t, c in self.corrections.items()]
@@ -143,6 +151,7 @@ def choices_from(chosen: dict[str, str]) -> TeacherChoices:
         a_combine=a_combine,
         b_combine=b_combine,
         b_seeds=pick("teacher b seeds", B_SEED_COUNTS),
+        b_views=pick("teacher b views", B_VIEWS),
         velocity=dict(velocity) if velocity is not None else None,
         corrections=corrections,
         normalisation=normalisation,

@@ -20,6 +20,13 @@ rarity among those held-out objects, ``-ln q`` with q the share of them erring a
 (``"tail-sum"`` adds them): a task whose classifier saturates on normal objects then does not divide an
 irregular object's evidence down by a spread that is numerical noise (``aed teach --b-combine``).
 
+Each task is asked once per object by default (``views="centre"``: the clip centred on t, played forward).
+``"reversed"`` also plays that clip backward (the arrow classifier must then answer "backward", the
+irregularity classifier still "regular"), and ``"reversed-mirrored"`` also shows both clips and the middle
+prediction mirrored left to right (people walk both ways, so a mirrored tube is as normal as the tube): each
+task's error is the mean of its (log) errors over the views, one noisy answer counting for less, at 1.5 and
+3 times the scoring cost (``aed teach --b-views``).
+
 Clips come from the 7-frame tube (indices 0..6, frame t at 3). With ``window = 3`` a regular clip is three
 consecutive frames (t-1, t, t+1 when scoring, any three in a row when training) and an irregular clip is
 three frames in order with a skip, by default at a constant stride (t-2, t, t+2 or t-3, t, t+3), so both
@@ -54,10 +61,17 @@ from aedcli.teachers.calibration import TailModel
 from aedcli.teachers.velocity import crop_mask, read_teacher_file
 
 FORMAT = "aed-teacher-multitask"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 TASKS = ("arrow", "irregularity", "middle")
 COMBINES = ("z-sum", "tail-sum", "tail-max")
+# Views each task is asked in: (played backward, mirrored) for the classifiers, mirrored for the middle
+# prediction. Every view is a transform normal training objects show too.
+VIEWS: dict[str, tuple[tuple[tuple[bool, bool], ...], tuple[bool, ...]]] = {
+    "centre": (((False, False),), (False,)),
+    "reversed": (((False, False), (True, False)), (False,)),
+    "reversed-mirrored": (((False, False), (True, False), (False, True), (True, True)), (False, True)),
+}
 TUBE_LENGTH = 2 * TUBE_RADIUS + 1
 
 
@@ -92,6 +106,11 @@ class MultiTaskConfig:
                     largest, "tail-sum" the sum, of their rarities among the held-out normal objects;
                     "z-sum" adds them standardised (SSMTL's way, and what files written before the option
                     hold).
+    views:          how many ways each task is asked per object (:data:`VIEWS`): "centre" (the default, and
+                    what files written before the option hold) once; "reversed" also with the clip played
+                    backward; "reversed-mirrored" also mirrored left to right. A task's error is the mean
+                    of its errors over the views (of their logarithms with ``log_errors``). Scoring only:
+                    the networks are trained the same way.
     """
 
     size: int = 64
@@ -111,6 +130,7 @@ class MultiTaskConfig:
     log_errors: bool = True
     seeds: int = 1
     combine: str = "tail-max"
+    views: str = "centre"
 
 
 def clip_indices(window: int) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
@@ -256,6 +276,8 @@ class MultiTaskTeacher:
             raise ValueError(f"seeds must be 1 or more, got {self.config.seeds}")
         if self.config.combine not in COMBINES:
             raise ValueError(f"combine must be one of {', '.join(COMBINES)}, not '{self.config.combine}'")
+        if self.config.views not in VIEWS:
+            raise ValueError(f"views must be one of {', '.join(VIEWS)}, not '{self.config.views}'")
         self.members = [_Member(MultiTaskNet(self.config)) for _ in range(self.config.seeds)]
         self.seed = 0  # the first member's seed: it fixes which training objects were held out
         self.fitted = False
@@ -492,23 +514,37 @@ class MultiTaskTeacher:
 
         1 - p(correct class) for the classifiers and the mean absolute error of the middle prediction, or
         their logarithms with ``log_errors`` (taken from log-softmax, exact even when p is within float
-        precision of 1).
+        precision of 1); with several ``views``, each task's mean over them (taken on the logarithms).
         """
         regular, context, middle = self._scoring_clips()
+        clip_views, middle_views = VIEWS[self.config.views]
         out = []
         for start in range(0, len(data), chunk):
             v = valid[start : start + chunk].float()  # (C, S, S)
             tubes = _to_float(
                 data[start : start + chunk], valid[start : start + chunk], self.config.normalise
             )
-            arrow_logits, irr_logits = net.classify(tubes[:, regular].unsqueeze(1))
-            # Class 0 is correct for a forward, regular clip: the error is p(class 1) = 1 - p(correct).
-            arrow_error = arrow_logits.log_softmax(dim=1)[:, 1]
-            irr_error = irr_logits.log_softmax(dim=1)[:, 1]
-            predicted = net.predict_middle(tubes[:, context].unsqueeze(1))
-            target = tubes[:, middle]
-            middle_error = ((predicted - target).abs() * v).sum(dim=(1, 2)) / v.sum(dim=(1, 2)).clamp_min(1.0)
-            errors = torch.stack([arrow_error, irr_error, middle_error.clamp_min(1e-6).log()], dim=1)
+            arrow, irregular = [], []
+            for backward, mirrored in clip_views:
+                order = regular[::-1] if backward else regular
+                clips = tubes[:, order].flip(-1) if mirrored else tubes[:, order]
+                arrow_logits, irr_logits = net.classify(clips.unsqueeze(1))
+                # Class 0 is "forward" and "regular": the error is the log-probability of the wrong class.
+                arrow.append(arrow_logits.log_softmax(dim=1)[:, 0 if backward else 1])
+                irregular.append(irr_logits.log_softmax(dim=1)[:, 1])
+            middle_errors = []
+            for mirrored in middle_views:
+                seen, target, pixels = tubes[:, context], tubes[:, middle], v
+                if mirrored:
+                    seen, target, pixels = seen.flip(-1), target.flip(-1), pixels.flip(-1)
+                predicted = net.predict_middle(seen.unsqueeze(1))
+                error = ((predicted - target).abs() * pixels).sum(dim=(1, 2)) / pixels.sum(
+                    dim=(1, 2)
+                ).clamp_min(1.0)
+                middle_errors.append(error.clamp_min(1e-6).log())
+            errors = torch.stack(
+                [torch.stack(e).mean(dim=0) for e in (arrow, irregular, middle_errors)], dim=1
+            )
             out.append(errors if self.config.log_errors else errors.exp())
         return torch.cat(out) if out else torch.zeros(0, len(TASKS))
 
@@ -593,6 +629,7 @@ class MultiTaskTeacher:
         config = json.loads(payload["config"])
         config.setdefault("seeds", 1)  # a file from before members existed holds one network
         config.setdefault("combine", "z-sum")  # and one from before the tail combinations adds z-scores
+        config.setdefault("views", "centre")  # and one from before the views asks each task once
         teacher = cls(MultiTaskConfig(**config))
         if payload["version"] == 1:  # one network, written before members existed
             states = [payload["state_dict"]]

@@ -120,6 +120,7 @@ class TeachConfig:
     b_seeds: int | None = None  # None: teacher B's own default (one network), or what a reused file holds
     a_combine: str | None = None  # None: teacher A's own default, or what a reused file holds
     b_combine: str | None = None  # the same for teacher B
+    b_views: str | None = None  # the views teacher B asks its tasks in (None: as for b_combine)
     a_weights: dict[str, float] | None = None  # teacher A's component weights (None: as for a_combine)
     velocity: dict[str, Any] | None = None  # fields of the velocity teacher's config (None: its defaults)
     corrections: dict[str, str] = field(default_factory=dict)  # teacher -> frame correction, over the above
@@ -127,10 +128,13 @@ class TeachConfig:
     def __post_init__(self) -> None:
         from aedcli.teachers.appearance_motion import COMBINES as A_COMBINES
         from aedcli.teachers.multitask import COMBINES as B_COMBINES
+        from aedcli.teachers.multitask import VIEWS as B_VIEWS
 
         for option, value, known in (("a", self.a_combine, A_COMBINES), ("b", self.b_combine, B_COMBINES)):
             if value is not None and value not in known:
                 raise UsageError(f"--{option}-combine '{value}' is unknown; use one of {', '.join(known)}.")
+        if self.b_views is not None and self.b_views not in B_VIEWS:
+            raise UsageError(f"--b-views '{self.b_views}' is unknown; use one of {', '.join(B_VIEWS)}.")
         if self.b_seeds is not None and self.b_seeds < 1:
             raise UsageError(f"--b-seeds must be 1 or more, not {self.b_seeds}.")
         for value in (self.frame_correction, *self.corrections.values()):
@@ -151,6 +155,7 @@ class TeachConfig:
             a_combine=choices.a_combine,
             b_combine=choices.b_combine,
             b_seeds=choices.b_seeds,
+            b_views=choices.b_views,
             a_weights=choices.a_weights,
             velocity=choices.velocity,
             corrections=dict(choices.corrections),
@@ -573,6 +578,8 @@ def _teacher_options(name: str, cfg: TeachConfig) -> dict[str, Any]:
         options["combine"] = cfg.b_combine
     if name == "b" and cfg.b_seeds is not None:
         options["seeds"] = cfg.b_seeds
+    if name == "b" and cfg.b_views is not None:
+        options["views"] = cfg.b_views
     if name == "a" and cfg.a_weights is not None:
         options["weights"] = dict(cfg.a_weights)
     if name == "flow" and cfg.velocity is not None:
@@ -582,7 +589,7 @@ def _teacher_options(name: str, cfg: TeachConfig) -> dict[str, Any]:
 
 # Options of a teacher's own config that only change how its networks' outputs make a score: a reused file
 # takes them without training again. Any other option that differs from the file's trains it again.
-RESCORED_ONLY = frozenset({"combine", "weights"})
+RESCORED_ONLY = frozenset({"combine", "weights", "views"})
 # Teacher b's network count: a reused file keeps its networks, and only the missing ones are trained (each
 # member's seed and held-out split depend on its index alone), or the extra ones are dropped.
 RESIZED = frozenset({"seeds"})
@@ -596,10 +603,11 @@ def _recombine(
     tr: TeacherReport,
 ) -> None:
     """A teacher's networks kept, its components weighted or combined another way, and saved, so its scores
-    are computed again. A new combination is measured again on the training objects (the statistics a tail
-    combination needs); new weights alone reuse the per-component statistics the file holds."""
+    are computed again. A new combination or new views are measured again on the training objects (the
+    statistics a tail combination needs, of the errors the views give); new weights alone reuse the
+    per-component statistics the file holds."""
     teacher.config = replace(teacher.config, **changed)
-    if "combine" in changed:
+    if "combine" in changed or "views" in changed:
         teacher.calibrate(objects())
     teacher.save(path)
     tr.fit_stats = {"reused": str(path), **changed}
