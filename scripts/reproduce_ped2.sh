@@ -23,7 +23,8 @@
 #                  combined by their tail probabilities (--b-combine, an ablation of the shipped network),
 #                  today's defaults (those teachers scaled linearly), and the teachers trained with the
 #                  options Ped2's own development set chose (aed teach --choices, sixteenth round;
-#                  the mean of three draws of it, seventeenth round; size-scaled, eighteenth round)
+#                  the mean of three draws of it, seventeenth round; size-scaled, eighteenth round;
+#                  teacher b in time-reversed and mirrored views, twenty-first round)
 #   distill        one shared pre-training (35 epochs), then the student runs below (35 epochs each)
 #   eval-students  every student on all 2,010 test frames
 #   bench          student speed on DEVICE and on the CPU, teachers' speed on the CPU
@@ -310,6 +311,13 @@ if has teacher-seeds; then
   mkdir -p "$own18"
   for t in a b flow boxes; do [[ -e "$own18/$t" ]] || cp -r "$own17/$t" "$own18/"; done
   teach_with_choices "$own18" docs/results/reports/teacher_dev-round18-ped2-choices.json ped2-choices-r18
+  # Twenty-first round: teacher b asking each task in time-reversed and mirrored views too (chosen on three
+  # more draws, seeds 11-13: docs/results/reports/teacher_dev-round21-ped2-one-x3.json); the same teacher
+  # files, teacher b measured again on its held-out training objects and every clip rescored.
+  own21="$RUNS/targets-ped2-choices-r21"
+  mkdir -p "$own21"
+  for t in a b flow boxes; do [[ -e "$own21/$t" ]] || cp -r "$own18/$t" "$own21/"; done
+  teach_with_choices "$own21" docs/results/reports/teacher_dev-round21-ped2-choices.json ped2-choices-r21
 fi
 
 # A run folder that shares the pre-training and the frame cache of $1 and the teachers' targets.

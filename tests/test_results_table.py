@@ -38,8 +38,15 @@ def test_results_table_reprints_the_readme_rows_from_the_committed_reports() -> 
     assert "(`cpu-abf-r19-mix-240-s4-35`: fastaed-xs" in readme
     assert "| **95.3** | **99.1 / 99.2** | 79.1 | 95.0 |" in readme
     shipped = "| teachers a + b + flow, shipped files and choices (weights/ped2-teachers) |"
-    assert f"{shipped} 95.8 | 97.8 | 97.9 | 76.9 | 97.9 |" in out
-    assert "| teacher b, shipped file and choices (weights/ped2-teachers) | 88.8 | 93.2 | 93.4 |" in out
+    assert f"{shipped} 95.9 | 97.8 | 97.9 | 77.8 | 97.8 |" in out
+    assert "| teacher b, shipped file and choices (weights/ped2-teachers) | 91.3 | 95.0 | 95.2 |" in out
+    assert "| teacher b, Ped2's choices, scaled among objects of its size (train-size) | 88.8 | 93.2 |" in out
+    views = "| teacher b, Ped2's choices, time-reversed and mirrored views (--b-views) |"
+    assert f"{views} 91.3 | 95.0 | 95.2 | 54.0 | 90.1 |" in out
+    assert (
+        "| 90.5 / **91.3** / 95.6 | 93.2 / 95.0 / 97.3 (1-class) | 65.6 / 54.0 / 79.1 | 84.1 / 90.1 / 99.1 |"
+        in readme
+    )
     assert "| 92.6 | 98.8 / 98.9 | 73.4 | 97.3 |" in readme
     assert "| student `cpu-abf-mix-240-soup` | 91.2 | 98.4 | 98.4 | 58.9 | 86.6 |" in out
     assert "| 91.2 | 98.4 / 98.4 | 58.9 | 86.6 |" in readme

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -81,9 +82,14 @@ def test_the_shipped_teacher_folder_carries_the_choices_its_targets_were_painted
     folder = ROOT / "weights" / "ped2-teachers"
     assert ch.folder_choices(folder) == folder / ch.FOLDER_CHOICES
     shipped = ch.load_choices(folder / ch.FOLDER_CHOICES)
-    chosen = ch.load_choices(REPORTS / "teacher_dev-round18-ped2-choices.json")
+    chosen = ch.load_choices(REPORTS / "teacher_dev-round21-ped2-choices.json")
     assert shipped == chosen and shipped.normalisation == "train-size" and shipped.b_seeds == 3
+    assert shipped.b_views == "reversed-mirrored"
     assert ch.folder_choices(REPORTS) is None
+    # the student's targets were painted with the eighteenth round's choices, teacher b asked once
+    student = ch.load_choices(folder / "choices-r19.json")
+    eighteenth = ch.load_choices(REPORTS / "teacher_dev-round18-ped2-choices.json")
+    assert student == replace(eighteenth, b_views="centre") == replace(shipped, b_views="centre")
 
 
 @pytest.mark.parametrize(
