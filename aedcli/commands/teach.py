@@ -107,9 +107,9 @@ def teach(
         "--b-views",
         metavar="centre|reversed|reversed-mirrored",
         help="How many ways teacher b asks each task per object: 'centre' (its default) the clip centred on "
-        "t; 'reversed' also played backward (1.5 times the scoring cost); 'reversed-mirrored' also mirrored "
-        "left to right (3 times); a task's error is its mean over them. A reused teacher b file keeps its "
-        "networks and is measured again on its held-out training objects.",
+        "t; 'reversed' also played backward (1.5 times the network passes); 'reversed-mirrored' also "
+        "mirrored left to right (3 times); a task's error is its mean over them. A reused teacher b file "
+        "keeps its networks and is measured again on its held-out training objects.",
         show_default=False,
     ),
     max_objects: int = typer.Option(

@@ -25,7 +25,7 @@ Each task is asked once per object by default (``views="centre"``: the clip cent
 irregularity classifier still "regular"), and ``"reversed-mirrored"`` also shows both clips and the middle
 prediction mirrored left to right (people walk both ways, so a mirrored tube is as normal as the tube): each
 task's error is the mean of its (log) errors over the views, one noisy answer counting for less, at 1.5 and
-3 times the scoring cost (``aed teach --b-views``).
+3 times the network passes (``aed teach --b-views``).
 
 Clips come from the 7-frame tube (indices 0..6, frame t at 3). With ``window = 3`` a regular clip is three
 consecutive frames (t-1, t, t+1 when scoring, any three in a row when training) and an irregular clip is
@@ -538,10 +538,10 @@ class MultiTaskTeacher:
                 if mirrored:
                     seen, target, pixels = seen.flip(-1), target.flip(-1), pixels.flip(-1)
                 predicted = net.predict_middle(seen.unsqueeze(1))
-                error = ((predicted - target).abs() * pixels).sum(dim=(1, 2)) / pixels.sum(
-                    dim=(1, 2)
-                ).clamp_min(1.0)
-                middle_errors.append(error.clamp_min(1e-6).log())
+                error = (predicted - target).abs() * pixels  # off-frame pixels left out
+                middle_errors.append(
+                    (error.sum(dim=(1, 2)) / pixels.sum(dim=(1, 2)).clamp_min(1.0)).clamp_min(1e-6).log()
+                )
             errors = torch.stack(
                 [torch.stack(e).mean(dim=0) for e in (arrow, irregular, middle_errors)], dim=1
             )
