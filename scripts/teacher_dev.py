@@ -422,14 +422,13 @@ def measure(dataset: Dataset, work: Path, only: str | None = None) -> dict[str, 
 
     def seeds_table(scaling: str | None) -> dict[str, float]:
         def auc(members: tuple[int, ...]) -> float:
-            test = {c: np.mean([singles[i][c] for i in members], axis=0) for c in test_objects}
-            if scaling is not None:
-                train = np.mean([singles_train[i] for i in members], axis=0)
-                scaler = ScoreScaler.from_training(
-                    train, kind=scaling, lo_percentile=50.0, hi_percentile=100.0, heights=train_heights
-                )
-                test = {c: scaler.apply(s, test_heights[c]) for c, s in test.items()}
-            return frame_auc(dataset, test_objects, test)
+            return networks_auc(
+                dataset,
+                test_objects,
+                ([singles_train[i] for i in members], [singles[i] for i in members]),
+                scaling,
+                (train_heights, test_heights),
+            )
 
         alone = {f"seed {seed}": auc((i,)) for i, seed in enumerate(B_SEEDS)}
         counts = {
@@ -527,26 +526,37 @@ def views_tables(
                 {c: teacher.combine(b_errors(teacher, trained_on, b)) for c, b in test_objects.items()}
             )
 
-    def views_table(scaling: str | None) -> dict[str, float]:
-        out = {}
-        for name, (train, test) in scores.items():
-            mean = {c: np.mean([t[c] for t in test], axis=0) for c in test_objects}
-            if scaling is not None:
-                scaler = ScoreScaler.from_training(
-                    np.mean(train, axis=0),
-                    kind=scaling,
-                    lo_percentile=50.0,
-                    hi_percentile=100.0,
-                    heights=train_heights,
-                )
-                mean = {c: scaler.apply(m, test_heights[c]) for c, m in mean.items()}
-            out[name] = frame_auc(dataset, test_objects, mean)
-        return out
-
+    heights = (train_heights, test_heights)
     return {
-        B_VIEWS_GROUP: views_table(None),
-        **{scaled_group(B_VIEWS_GROUP, scaling): views_table(scaling) for scaling in SCALING_OPTIONS},
+        (B_VIEWS_GROUP if scaling is None else scaled_group(B_VIEWS_GROUP, scaling)): {
+            name: networks_auc(dataset, test_objects, networks, scaling, heights)
+            for name, networks in scores.items()
+        }
+        for scaling in (None, *SCALING_OPTIONS)
     }
+
+
+def networks_auc(
+    dataset: Dataset,
+    test_objects: dict[str, ObjectBatch],
+    networks: tuple[list[np.ndarray], list[dict[str, np.ndarray]]],
+    scaling: str | None,
+    heights: tuple[np.ndarray, dict[str, np.ndarray]],
+) -> float:
+    """Frame micro AUC of the mean of several teacher b networks' scores, as ``seeds`` serves them.
+
+    ``networks``: each network's scores of the training objects and of every test clip's objects; the mean
+    is taken raw (``scaling`` None) or scaled with ``scaling`` on the mean training scores and the objects'
+    box ``heights`` (training, per test clip).
+    """
+    train, test = networks
+    mean = {c: np.mean([t[c] for t in test], axis=0) for c in test_objects}
+    if scaling is not None:
+        scaler = ScoreScaler.from_training(
+            np.mean(train, axis=0), kind=scaling, lo_percentile=50.0, hi_percentile=100.0, heights=heights[0]
+        )
+        mean = {c: scaler.apply(m, heights[1][c]) for c, m in mean.items()}
+    return frame_auc(dataset, test_objects, mean)
 
 
 def report(
@@ -689,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     tables, frames = {}, 0
     for seed in seeds:
         dataset, config, about = load_dev_set(args.dev_set, args.root, seed)
-        tables[seed] = measure(dataset, work, only=args.only) if args.only else measure(dataset, work)
+        tables[seed] = measure(dataset, work, only=args.only)
         frames += sum(c.frame_count for c in dataset.test)
         if len(seeds) > 1:
             print(f"draw {seed} measured ({time.perf_counter() - t0:.0f} s)", flush=True)
