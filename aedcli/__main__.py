@@ -1,6 +1,5 @@
-"""``python -m aedcli`` (also how ``torchrun -m aedcli distill ...`` starts the CLI)."""
+"""``python -m aedcli`` runs the ``aed`` command line (``torchrun -m aedcli distill ...`` included)."""
 
-from aedcli.cli import main
+from aedcli.cli.app import main
 
-if __name__ == "__main__":
-    main()
+main()

@@ -1,25 +1,23 @@
 """Honest speed figures for the student and its teachers: what is timed is said next to every number.
 
-Measured, in one process (method: Croitoru et al., arXiv 2211.15597, report 1480 FPS for the student and a
-28-62x speed-up over their object-centric teachers; this module measures ``aed``'s own):
+Measured, in one process (Croitoru et al., arXiv 2211.15597, report 1480 FPS for the student and a 28-62x
+speed-up over their object-centric teachers; this module measures ``aed``'s own):
 
-- **model only**, for each batch size: the forward pass on an input batch already on the device, repeated
-  ``iters`` times after ``warmup`` untimed passes; latency median and 99th percentile per batch, throughput
-  = batch / median latency. On CUDA each pass is timed with CUDA events after a synchronisation, and the
-  peak GPU memory is read from ``torch.cuda.max_memory_allocated``; on CPU the thread count and the peak
-  resident memory of the process are reported.
-- **end to end** on a clip (``--clip`` or a generated one, written as mp4 so decoding is real): decode,
-  resize / colour conversion, (t, t-3, t+3) stacking, scaling, forward, frame scores and centred Gaussian
-  smoothing, through :class:`aedcli.inference.StudentRunner`'s path (the one ``eval`` and ``detect`` use);
-  median throughput over ``e2e_runs`` passes over the whole clip.
-- **teachers** on the same clip: object proposals (background model, two passes over the video including
-  decoding), object tubes (one pass, decoding and crops) and each teacher's scoring of every tube. Trained
-  teachers are read from ``<targets>/<name>/teacher.pt``; without them, each is trained briefly (one epoch)
-  on the clip's first frames, which changes its scores but not its cost per object, and the report says so.
-  ``speedup_vs_teachers`` = student end-to-end fps / teachers fps (all teachers together, as they are used
-  to make the student's targets).
-- parameters and GMAC per frame (:func:`aedcli.student.gmac_per_frame`), and the largest difference of the
-  benchmarked runtime's maps from the eager fp32 student on one batch.
+- **model only**, for each batch size: the forward pass on an input batch already in place, repeated
+  ``iters`` times after ``warmup`` untimed passes; latency median and 99th percentile per batch, throughput =
+  batch / median latency. On CUDA each pass is timed with CUDA events after a synchronisation and the peak GPU
+  memory is read; on CPU the thread count and the peak resident memory of the process are reported.
+- **end to end** on a clip (``--clip`` or a generated one, written as mp4 so decoding is real), through the
+  very pipeline of ``aed detect`` (:func:`aedcli.detect.pipeline.detect_stream`): decode, prepare, stack,
+  forward, scores, smoothing and the CSV, at the largest batch size; and again writing the overlay video too.
+  ``ratio_end_to_end`` = end to end / model only at that batch; ``ratio_overlay`` = with / without overlay.
+- **teachers** on the same clip (``--teachers``): optical flow, the motion maps, the objects and their scores,
+  painting included (:func:`aedcli.teachers.teach.analyse_clip` and :func:`~aedcli.teachers.teach.paint`).
+  Fitted teachers come from the weights' run folder or the shipped ones; without them they are fitted on the
+  clip itself, which changes their scores but not their cost. ``ratio_student_teachers`` = student end to end
+  / teachers.
+- parameters and GMAC per frame, and the largest difference of the benchmarked runtime's maps from the eager
+  fp32 student on one batch.
 
 Nothing is extrapolated: a figure that could not be measured is ``None`` with the reason in ``notes``.
 
@@ -46,23 +44,28 @@ import numpy as np
 import torch
 
 from aedcli import __version__
+from aedcli.data.clips import Clip
+from aedcli.detect.pipeline import ThresholdChoice, detect_stream
+from aedcli.detect.sources import OutputPaths
 from aedcli.errors import AedError, UsageError
-from aedcli.export import random_stack_input
-from aedcli.inputs import InputSpec
-from aedcli.runtime import RunnerInfo, check_device, make_runner
-from aedcli.scoring import smooth_scores
-from aedcli.student import Student, count_params, gmac_per_frame, student_config
+from aedcli.model.inputs import InputSpec
+from aedcli.model.student import Student, count_params, gmac_per_frame, student_config
+from aedcli.model.weights import LoadedWeights, load_weights
+from aedcli.resources import shipped
+from aedcli.runtime import RunnerInfo, StudentRunner, make_runner
+from aedcli.runtime.onnx import random_stack_input
+from aedcli.runtime.optimise import check_device
+from aedcli.scoring import DEFAULT_SIGMA
+from aedcli.teachers import TeachConfig, find_teachers, load_teachers
+from aedcli.teachers.files import Teacher
+from aedcli.teachers.teach import analyse_clip, fit_teachers, paint
 from aedcli.video import VideoWriter, iter_frames, open_video
-from aedcli.weights import LoadedWeights, load_weights
 
 PAPER_SIZE = (360, 640)
 """The paper's input size (H, W) = 640 x 360 pixels (W x H), used when no weights define one."""
 
 DEFAULT_VARIANT = "fastaed"
-DEFAULT_SIGMA = 3.0
 GENERATED_FRAMES = 120
-TEACHER_TRAIN_FRAMES = 64
-TEACHER_TRAIN_EPOCHS = 1
 
 INCLUDES = {
     "fps_model": (
@@ -72,14 +75,18 @@ INCLUDES = {
     ),
     "latency_ms": "wall time of one forward pass of a whole batch (median and 99th percentile)",
     "fps_end_to_end": (
-        "decode + resize/colour conversion + (t, t-3, t+3) stacking + scaling + forward + copy of the maps "
-        "to the host + frame scores + centred Gaussian smoothing, over the whole clip; median of the runs"
+        "aed detect's pipeline over the whole clip: decode + resize/colour conversion + (t, t-3, t+3) stacking "
+        "+ scaling + forward + maps to the host + frame scores + centred smoothing + CSV and summary; median "
+        "of the runs"
     ),
+    "fps_end_to_end_overlay": "the same, also drawing and encoding the overlay video",
+    "ratio_end_to_end": "fps_end_to_end / fps_model at the same batch size",
+    "ratio_overlay": "fps_end_to_end_overlay / fps_end_to_end",
     "teachers_fps": (
-        "object proposals (background model: two passes over the clip, decoding included) + object tubes "
-        "(one pass: decoding and crops) + every teacher's scoring of every tube; painting maps excluded"
+        "decoding + optical flow + the motion teacher's maps + finding and scoring objects + painting every "
+        "teacher's maps, over the whole clip"
     ),
-    "speedup_vs_teachers": "fps_end_to_end / teachers_fps, on the same clip",
+    "ratio_student_teachers": "fps_end_to_end / teachers_fps, on the same clip",
     "peak_rss_mb": "peak resident memory of the whole process (interpreter, libraries, clip, models)",
     "peak_gpu_mb": "torch.cuda.max_memory_allocated during the timed forward passes of that batch size",
 }
@@ -100,16 +107,16 @@ class BenchOptions:
     size: tuple[int, int] | None = None
     channels: int | None = None
     precision: str = "fp32"
-    runtime: str = "torch"
+    runtime: str = "auto"
     threads: int | None = None
     clip: Path | None = None
     frames: int = GENERATED_FRAMES
     teachers: bool = False
-    targets: Path | None = None
+    teachers_from: Path | None = None
+    overlay: bool = True
     warmup: int = 3
     iters: int = 20
     e2e_runs: int = 3
-    optimise: bool = True
     seed: int = 0
 
 
@@ -135,11 +142,9 @@ class TeacherTiming:
     source: str
     frames: int
     objects: int
-    proposals_s: float
-    tubes_s: float
-    scoring_s: dict[str, float]
+    analysis_s: float
+    painting_s: dict[str, float]
     fps: float
-    fps_each: dict[str, float]
 
 
 @dataclass
@@ -153,6 +158,8 @@ class BenchResult:
     clip: dict[str, Any]
     fps_end_to_end: float | None
     e2e_runs: list[float]
+    fps_end_to_end_overlay: float | None
+    overlay_runs: list[float]
     batch_end_to_end: int
     teachers: TeacherTiming | None
     max_abs_diff_vs_eager: float | None
@@ -161,10 +168,23 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def speedup_vs_teachers(self) -> float | None:
+    def ratio_student_teachers(self) -> float | None:
         if self.teachers is None or self.fps_end_to_end is None or self.teachers.fps <= 0:
             return None
         return self.fps_end_to_end / self.teachers.fps
+
+    @property
+    def ratio_end_to_end(self) -> float | None:
+        model = next((t.fps_model for t in self.timings if t.batch == self.batch_end_to_end), None)
+        if model is None or self.fps_end_to_end is None:
+            return None
+        return self.fps_end_to_end / model
+
+    @property
+    def ratio_overlay(self) -> float | None:
+        if self.fps_end_to_end_overlay is None or not self.fps_end_to_end:
+            return None
+        return self.fps_end_to_end_overlay / self.fps_end_to_end
 
     def to_json(self) -> dict[str, Any]:
         """The JSON report. Per-batch figures are objects keyed by the batch size as a string."""
@@ -172,12 +192,15 @@ class BenchResult:
         return {
             "fps_model": {k: _r(t.fps_model) for k, t in by_batch.items()},
             "fps_end_to_end": _r(self.fps_end_to_end),
+            "fps_end_to_end_overlay": _r(self.fps_end_to_end_overlay),
+            "ratio_end_to_end": _r(self.ratio_end_to_end, 3),
+            "ratio_overlay": _r(self.ratio_overlay, 3),
             "latency_ms_p50": {k: _r(t.latency_ms_p50, 3) for k, t in by_batch.items()},
             "latency_ms_p99": {k: _r(t.latency_ms_p99, 3) for k, t in by_batch.items()},
             "gmac_per_frame": _r(self.model["gmac_per_frame"], 4),
             "params": self.model["params"],
             "teachers_fps": _r(self.teachers.fps) if self.teachers is not None else None,
-            "speedup_vs_teachers": _r(self.speedup_vs_teachers),
+            "ratio_student_teachers": _r(self.ratio_student_teachers),
             "device": self.runner.device,
             "batch": [t.batch for t in self.timings],
             "batch_end_to_end": self.batch_end_to_end,
@@ -193,7 +216,11 @@ class BenchResult:
             else None,
             "model": self.model,
             "timings": [asdict(t) for t in self.timings],
-            "end_to_end": {"clip": self.clip, "runs_fps": [_r(v) for v in self.e2e_runs]},
+            "end_to_end": {
+                "clip": self.clip,
+                "runs_fps": [_r(v) for v in self.e2e_runs],
+                "overlay_runs_fps": [_r(v) for v in self.overlay_runs],
+            },
             "teachers": asdict(self.teachers) if self.teachers is not None else None,
             "system": self.system,
             "includes": INCLUDES,
@@ -216,9 +243,7 @@ def resolve_model(options: BenchOptions) -> tuple[LoadedWeights, dict[str, Any],
         raise UsageError("--weights and --variant exclude each other; pass one of them.")
     weights_path = options.weights
     if weights_path is None and options.variant is None:
-        from aedcli.detect import default_weights_path
-
-        weights_path = default_weights_path()
+        weights_path = shipped("ped2.pt")
     if weights_path is not None:
         loaded = load_weights(weights_path)
         spec = loaded.spec
@@ -232,9 +257,10 @@ def resolve_model(options: BenchOptions) -> tuple[LoadedWeights, dict[str, Any],
                 f"timed at {options.size[0]}x{options.size[1]}, not the {spec.height}x{spec.width} the "
                 "weights were trained at"
             )
-            spec = InputSpec(options.size[0], options.size[1], spec.channels, spec.offset, spec.edges)
+            spec = InputSpec(options.size[0], options.size[1], spec.channels, spec.offset)
             loaded = replace(loaded, spec=spec)
         source = f"weights {weights_path}"
+        weights_path = Path(weights_path)
     else:
         variant = options.variant or DEFAULT_VARIANT
         channels = options.channels if options.channels is not None else 3
@@ -254,7 +280,7 @@ def resolve_model(options: BenchOptions) -> tuple[LoadedWeights, dict[str, Any],
         source = f"variant {variant}, random initialisation (no weights: speed only, scores are meaningless)"
         if options.weights is None and options.variant is None:
             notes.append(
-                "no default weights (weights/ped2.pt) were found, so a randomly initialised "
+                "no default weights (ped2.pt) were found, so a randomly initialised "
                 f"'{variant}' student was timed"
             )
     info = {
@@ -421,87 +447,65 @@ def _count_frames(path: Path | str) -> int:
 # Teachers
 
 
-def _find_teachers(options: BenchOptions) -> tuple[dict[str, Any], str | None]:
-    """Trained teachers under ``--targets`` (or ``<weights folder>/targets``): name -> loaded teacher."""
-    from aedcli.teachers import TEACHER_CLASSES, teacher_class
+def _teachers_for(options: BenchOptions, clip: Path) -> tuple[dict[str, Teacher], str]:
+    """Fitted teachers: ``--teachers-from``, the weights' run folder, the shipped ones for the shipped
+    weights, or (when none exist) teachers fitted on the clip itself."""
+    candidates = [options.teachers_from] if options.teachers_from is not None else []
+    if options.weights is not None:
+        candidates.append(Path(options.weights).parent)
+    elif options.variant is None:
+        candidates.append(shipped("ped2-teachers"))
+    for folder in candidates:
+        if folder is None:
+            continue
+        try:
+            names = find_teachers(Path(folder))
+        except AedError:
+            if folder == options.teachers_from:
+                raise UsageError(
+                    f"--teachers-from {folder} holds no teacher files; train them with 'aed teach'."
+                ) from None
+            continue
+        return load_teachers(Path(folder), names), f"fitted teachers from {folder}"
+    from aedcli.data.clips import Dataset
 
-    roots = [options.targets] if options.targets is not None else []
-    if options.targets is None and options.weights is not None:
-        roots.append(Path(options.weights).parent / "targets")
-    for root in roots:
-        found = {}
-        for name in TEACHER_CLASSES:
-            path = Path(root) / name / "teacher.pt"
-            if path.is_file():
-                try:
-                    found[name] = teacher_class(name).load(path)
-                except AedError:
-                    continue
-        if found:
-            return found, f"trained teachers from {root}"
-    if options.targets is not None:
-        raise UsageError(
-            f"--targets {options.targets} holds no trained teacher (<name>/teacher.pt); point it at the "
-            "targets folder of 'aed teach' or 'aed distill', or drop it to train quick ones."
-        )
-    return {}, None
-
-
-def _train_quick_teachers(clip: Path, frames: int, seed: int) -> tuple[dict[str, Any], str]:
-    """Each registered teacher fitted for one epoch on objects of the clip's first frames (speed only)."""
-    from aedcli.teachers import TEACHER_CLASSES, teacher_class
-    from aedcli.teachers.objects import iter_object_batches
-    from aedcli.teachers.proposals import ProposalConfig, propose_clip
-
-    head = [f for _, f in zip(range(frames), iter_frames(clip, gray=True), strict=False)]
-    boxes = propose_clip(lambda: iter(head), ProposalConfig())
-    batches = list(iter_object_batches(iter(head), boxes, batch_size=256))
-    if sum(len(b) for b in batches) == 0:
-        raise AedError(f"no moving objects were found in the first {len(head)} frames of {clip}")
-    teachers = {}
-    for name in TEACHER_CLASSES:
-        teacher = teacher_class(name)()
-        teacher.fit(batches, epochs=TEACHER_TRAIN_EPOCHS, seed=seed)
-        teachers[name] = teacher
-    objects = sum(len(b) for b in batches)
-    source = (
-        f"teachers trained here for {TEACHER_TRAIN_EPOCHS} epoch on {objects} objects of the clip's first "
-        f"{len(head)} frames (no trained teachers given): their cost per object is that of trained ones, "
-        "their scores are not"
+    with tempfile.TemporaryDirectory(prefix="aed-bench-teachers-") as tmp:
+        clip_obj = Clip(clip.stem, "train", clip, sum(1 for _ in iter_frames(clip)))
+        dataset = Dataset("bench", clip.parent, [clip_obj], [], gray=True, fps=25.0)
+        teachers, _ = fit_teachers(dataset, Path(tmp), TeachConfig())
+    return (
+        teachers,
+        "teachers fitted on the clip itself (no fitted teachers given): their cost is that of any",
     )
-    return teachers, source
 
 
-def time_teachers(clip: Path, teachers: dict[str, Any], source: str) -> TeacherTiming:
-    """Proposals, tubes and every teacher's scoring on the whole clip, each timed on its own."""
-    from aedcli.teachers.objects import iter_object_batches
-    from aedcli.teachers.proposals import ProposalConfig, propose_clip
-
+def time_teachers(clip: Path, teachers: dict[str, Teacher], source: str) -> TeacherTiming:
+    """The teachers' whole work on the clip: analysis (flow, motion maps, objects) and each one's painting."""
+    clip_obj = Clip(clip.stem, "test", clip, sum(1 for _ in iter_frames(clip)))
+    motion = teachers.get("motion")
+    objects = teachers.get("objects")
     t0 = time.perf_counter()
-    boxes = propose_clip(lambda: iter_frames(clip, gray=True), ProposalConfig())
-    t1 = time.perf_counter()
-    batches = list(iter_object_batches(iter_frames(clip, gray=True), boxes, batch_size=256))
-    t2 = time.perf_counter()
-    scoring: dict[str, float] = {}
+    analysis = analyse_clip(
+        clip_obj,
+        motion if motion is not None and hasattr(motion, "raw_maps") else None,  # type: ignore[arg-type]
+        objects.config if objects is not None and hasattr(objects, "bank") else TeachConfig().objects,  # type: ignore[union-attr]
+    )
+    analysis_s = time.perf_counter() - t0
+    painting: dict[str, float] = {}
     for name, teacher in teachers.items():
         start = time.perf_counter()
-        with torch.inference_mode():
-            for batch in batches:
-                teacher.score(batch)
-        scoring[name] = time.perf_counter() - start
-    frames = len(boxes)
-    shared = (t1 - t0) + (t2 - t1)
-    total = shared + sum(scoring.values())
+        paint(teacher, analysis)
+        painting[name] = time.perf_counter() - start
+    total = analysis_s + sum(painting.values())
+    frames = analysis.frame_count
     return TeacherTiming(
         names=list(teachers),
         source=source,
         frames=frames,
-        objects=sum(len(b) for b in batches),
-        proposals_s=t1 - t0,
-        tubes_s=t2 - t1,
-        scoring_s=scoring,
+        objects=len(analysis.rows),
+        analysis_s=analysis_s,
+        painting_s=painting,
         fps=frames / total if total > 0 else float("inf"),
-        fps_each={n: frames / (shared + s) for n, s in scoring.items()},
     )
 
 
@@ -510,7 +514,7 @@ def time_teachers(clip: Path, teachers: dict[str, Any], source: str) -> TeacherT
 
 
 def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = None) -> BenchResult:
-    """Run every measurement of the module docstring and return the figures (nothing is written)."""
+    """Run every measurement of the module docstring and return the figures (nothing is kept on disk)."""
     say = progress or (lambda _msg: None)
     _check(options)
     device = check_device(options.device)
@@ -526,7 +530,6 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         batch_size=largest,
         precision=options.precision,
         threads=options.threads,
-        optimise=options.optimise,
     )
     max_diff = _accuracy_probe(loaded, runner, spec)
 
@@ -547,38 +550,45 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         peak: float | None = None
         if torch_on_gpu:
             torch.cuda.reset_peak_memory_stats(input_device)
-        times = time_forward(runner.model, x, warmup=options.warmup, iters=options.iters, device=input_device)
+        times = time_forward(
+            runner.forward, x, warmup=options.warmup, iters=options.iters, device=input_device
+        )
         if torch_on_gpu:
             peak = torch.cuda.max_memory_allocated(input_device) / 2**20
         timings.append(summarise(batch, times, options.warmup, peak))
 
     with tempfile.TemporaryDirectory(prefix="aed-bench-") as tmp:
         clip_path, clip_info = _bench_clip(options, spec, Path(tmp))
-        e2e_batch = min(largest, max(1, clip_info["frames"]))
+        e2e_batch = largest
         runner.batch_size = e2e_batch
-        sigma = float(loaded.sigma)
+        clip_info["sigma"] = float(loaded.sigma)
         runs: list[float] = []
+        overlay_runs: list[float] = []
         for i in range(options.e2e_runs):
             say(f"end to end, run {i + 1} of {options.e2e_runs}")
-            runs.append(_end_to_end(runner, clip_path, sigma, clip_info["frames"]))
+            runs.append(
+                _end_to_end(loaded, runner, runner_info, clip_path, Path(tmp), clip_info["frames"], False)
+            )
+            if options.overlay:
+                say(f"end to end with the overlay, run {i + 1} of {options.e2e_runs}")
+                overlay_runs.append(
+                    _end_to_end(loaded, runner, runner_info, clip_path, Path(tmp), clip_info["frames"], True)
+                )
         fps_e2e = float(np.median(runs)) if runs else None
-        clip_info["sigma"] = sigma
+        fps_overlay = float(np.median(overlay_runs)) if overlay_runs else None
 
         teachers: TeacherTiming | None = None
         if options.teachers:
-            try:
-                found, source = _find_teachers(options)
-                if not found:
-                    say("training quick teachers on the clip")
-                    found, source = _train_quick_teachers(clip_path, TEACHER_TRAIN_FRAMES, options.seed)
-                say("teachers on the clip")
-                teachers = time_teachers(clip_path, found, source or "")
-            except UsageError:
-                raise
-            except AedError as exc:
-                notes.append(f"teachers unavailable: {exc}")
+            say("teachers on the clip")
+            found, source = _teachers_for(options, clip_path)
+            teachers = time_teachers(clip_path, found, source)
     if not options.teachers:
         notes.append("teachers not timed (pass --teachers)")
+    if clip_info["frames"] < 4 * e2e_batch:
+        notes.append(
+            f"the clip has {clip_info['frames']} frames, under four batches of {e2e_batch}: filling and draining "
+            "the pipeline weighs on the end-to-end figure; a longer --clip or --frames measures it better"
+        )
 
     system = system_info(device)
     load, cpus = system["load_average_1m"], system["cpu_count"] or 1
@@ -595,6 +605,8 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         clip=clip_info,
         fps_end_to_end=fps_e2e,
         e2e_runs=runs,
+        fps_end_to_end_overlay=fps_overlay,
+        overlay_runs=overlay_runs,
         batch_end_to_end=e2e_batch,
         teachers=teachers,
         max_abs_diff_vs_eager=max_diff,
@@ -621,12 +633,12 @@ def _check(options: BenchOptions) -> None:
         raise UsageError(f"--clip {options.clip} does not exist; pass a video file or a folder of frames.")
 
 
-def _accuracy_probe(loaded: LoadedWeights, runner: Any, spec: InputSpec) -> float:
+def _accuracy_probe(loaded: LoadedWeights, runner: StudentRunner, spec: InputSpec) -> float:
     """Largest difference of the benchmarked runtime's maps from the eager fp32 student on one batch of 2."""
     x = random_stack_input(spec, 2, seed=1)
     with torch.inference_mode():
         expected = [t.float().cpu() for t in loaded.model(x)]
-        got = runner.model(x.to(runner.device).contiguous(memory_format=runner.memory_format))
+        got = runner.forward(x.to(runner.device).contiguous(memory_format=runner.memory_format))
         got = [t.float().cpu() for t in got]
     return max(float((a - b).abs().max()) for a, b in zip(got, expected, strict=True))
 
@@ -655,7 +667,7 @@ def _bench_clip(options: BenchOptions, spec: InputSpec, tmp: Path) -> tuple[Path
         seed=options.seed,
     )
     return path, {
-        "source": "generated: textured background, 4 moving objects, sensor noise; mp4v",
+        "source": "generated: textured background, 4 moving objects, sensor noise; mp4",
         "generated": True,
         "frames": _count_frames(path),
         "width": spec.width,
@@ -663,13 +675,23 @@ def _bench_clip(options: BenchOptions, spec: InputSpec, tmp: Path) -> tuple[Path
     }
 
 
-def _end_to_end(runner: Any, clip: Path, sigma: float, frames: int) -> float:
+def _end_to_end(
+    loaded: LoadedWeights,
+    runner: StudentRunner,
+    info: RunnerInfo,
+    clip: Path,
+    tmp: Path,
+    frames: int,
+    overlay: bool,
+) -> float:
+    """Frames per second of ``aed detect``'s own pipeline over the clip (outputs in a scratch folder)."""
+    outputs = OutputPaths.plan(tmp, "bench", overlay=overlay, plot=False)
+    threshold = ThresholdChoice(loaded.threshold.value if loaded.threshold else 0.5, "bench")
     start = time.perf_counter()
-    raw, _ = runner.score_clip(iter_frames(clip))
-    smooth_scores(raw, sigma)
+    result = detect_stream(open_video(clip), loaded, runner, info, outputs, threshold)
     elapsed = time.perf_counter() - start
-    if len(raw) != frames:
-        raise AedError(f"the clip {clip} gave {len(raw)} scores for {frames} frames; it may be damaged.")
+    if result.frames != frames:
+        raise AedError(f"the clip {clip} gave {result.frames} scores for {frames} frames; it may be damaged.")
     return frames / elapsed if elapsed > 0 else float("inf")
 
 
@@ -707,25 +729,32 @@ def iter_table_rows(result: BenchResult) -> Iterator[tuple[str, str, str]]:
             f"({t.iters} timed, {t.warmup} warm-up){gpu}",
         )
     e2e = result.fps_end_to_end
+    ratio = result.ratio_end_to_end
     yield (
         f"end to end, batch {result.batch_end_to_end}",
         f"{e2e:,.1f} fps" if e2e is not None else "n/a",
-        f"decode -> stacks -> model -> scores -> smoothing; {result.clip['frames']} frames, "
-        f"median of {len(result.e2e_runs)} runs",
+        f"aed detect's pipeline: decode -> stacks -> model -> scores -> smoothing -> CSV; "
+        f"{result.clip['frames']} frames, median of {len(result.e2e_runs)} runs"
+        + (f"; {ratio:.2f} of model only" if ratio is not None else ""),
     )
+    if result.fps_end_to_end_overlay is not None:
+        yield (
+            "end to end with overlay",
+            f"{result.fps_end_to_end_overlay:,.1f} fps",
+            f"also drawing and encoding the overlay video; {result.ratio_overlay:.2f} of end to end",
+        )
     if result.teachers is not None:
         t = result.teachers
-        each = ", ".join(f"{n} {v:,.1f}" for n, v in t.fps_each.items())
         yield (
             "teachers (all)",
             f"{t.fps:,.1f} fps",
-            f"proposals {t.proposals_s:.2f} s + tubes {t.tubes_s:.2f} s + scoring "
-            + " + ".join(f"{n} {s:.2f} s" for n, s in t.scoring_s.items())
-            + f"; each alone: {each} fps; {t.objects} objects",
+            f"flow, motion maps and objects {t.analysis_s:.2f} s + painting "
+            + " + ".join(f"{n} {s:.2f} s" for n, s in t.painting_s.items())
+            + f"; {t.objects} objects; {t.source}",
         )
-        speed = result.speedup_vs_teachers
+        speed = result.ratio_student_teachers
         yield (
-            "speed-up vs teachers",
+            "student / teachers",
             f"{speed:,.1f}x" if speed is not None else "n/a",
             "end to end / teachers",
         )

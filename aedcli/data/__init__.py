@@ -10,6 +10,7 @@ are counted, not decoded, and only frame labels are read up front.
 ('Test001', 180, 120)
 >>> for frame, mask in zip(clip.frames(), clip.masks()): ...   # (240, 360) uint8, (240, 360) bool
 >>> load_dataset("synthetic")                      # generated on first use, no files needed
+>>> load_dataset("devset:ped2", "~/data")          # a development set made from Ped2's training video
 
 ``root`` defaults to ``$AED_DATA/<name>``.
 """
@@ -45,6 +46,8 @@ DATASETS: dict[str, str] = {
     "shanghaitech": "ShanghaiTech Campus: 330 train videos / 107 test clips over 13 scenes, 856x480",
     "folder": "your own footage: train/ and test/ videos or frame folders, optional labels/ and masks/",
     "synthetic": "generated walkway scenes with injected anomalies; needs no files (tests, demos)",
+    "devset:NAME": "a development set made from dataset NAME's normal training video alone (objects pasted "
+    "into held-out videos, sped up or gliding), generated on first use",
 }
 """Every dataset name :func:`load_dataset` accepts, with a one-line description."""
 
@@ -64,6 +67,13 @@ def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
     ``~/.cache/aed``) and ``AED_DATA`` is not used.
     """
     key = name.strip().lower()
+    if key.startswith("devset:"):
+        from aedcli.data.devset import ONE_OBJECT, load_pasted
+
+        base = key.split(":", 1)[1]
+        if base in ("", "synthetic") or base.startswith("devset"):
+            raise UsageError(f"'{name}' needs the name of a dataset with training videos, such as devset:ped2.")
+        return load_pasted(load_dataset(base, root), ONE_OBJECT)
     if key not in DATASETS:
         raise UsageError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}.")
     if key == "synthetic":

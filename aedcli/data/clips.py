@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from aedcli.data import labels as gt
@@ -32,8 +33,12 @@ class Clip:
 
     ``labels`` is ``(frame_count,) uint8`` with 1 for abnormal frames, or ``None`` when the clip has no
     ground truth (training clips, unlabelled footage). ``masks_path`` and ``mask_kind`` locate optional
-    per-pixel ground truth. ``step`` > 1 plays the video that many times faster (every ``step``-th frame;
-    see :func:`sped_up`), and ``source`` then names the clip it was made from.
+    per-pixel ground truth.
+
+    A clip can also be a view of another one (``source`` then names it): frames ``start``, ``start + step``,
+    ... of the recording (:func:`time_slice`, :func:`sped_up`), magnified ``zoom`` times about the point
+    ``centre`` (fractions of the height and width; :func:`zoomed`). Sped-up and magnified views of normal
+    training video are the pseudo-anomalies the student learns from.
     """
 
     name: str
@@ -45,6 +50,9 @@ class Clip:
     mask_kind: MaskKind | None = None
     step: int = 1
     source: str | None = None
+    start: int = 0
+    zoom: float = 1.0
+    centre: tuple[float, float] = (0.5, 0.5)
 
     def __post_init__(self) -> None:
         if self.labels is not None:
@@ -61,6 +69,13 @@ class Clip:
             raise ValueError("masks_path and mask_kind must be given together")
         if self.step < 1:
             raise ValueError(f"step must be 1 or more, got {self.step}")
+        if self.start < 0 or self.zoom < 1.0:
+            raise ValueError(f"start must be >= 0 and zoom >= 1, got {self.start} and {self.zoom}")
+
+    @property
+    def recording(self) -> str:
+        """The name of the recording the frames come from (the clip's own for a plain clip)."""
+        return self.source or self.name
 
     @property
     def has_labels(self) -> bool:
@@ -82,7 +97,8 @@ class Clip:
             files = sorted(f for f in path.iterdir() if f.is_file())
         else:
             files = [path] if path.is_file() else []
-        digest = hashlib.blake2b(f"step {self.step}".encode(), digest_size=12)
+        view = f"step {self.step} start {self.start} zoom {self.zoom} centre {self.centre}"
+        digest = hashlib.blake2b(view.encode(), digest_size=12)
         for f in files:
             st = f.stat()
             digest.update(f"|{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -91,7 +107,12 @@ class Clip:
     def frames(self, gray: bool | None = None) -> Iterator[np.ndarray]:
         """Stream the clip's frames (``uint8``; ``gray`` as in :func:`aedcli.video.iter_frames`)."""
         frames = iter_frames(self.path, gray=gray)
-        return frames if self.step == 1 else itertools.islice(frames, 0, None, self.step)
+        if self.start or self.step != 1 or self.source is not None:
+            stop = self.start + self.frame_count * self.step
+            frames = itertools.islice(frames, self.start, stop, self.step)
+        if self.zoom == 1.0:
+            return frames
+        return (magnify(f, self.zoom, self.centre) for f in frames)
 
     def masks(self) -> Iterator[np.ndarray] | None:
         """Stream ``(H, W) bool`` pixel masks, one per frame, or return ``None`` when the clip has none."""
@@ -104,6 +125,58 @@ class Clip:
         if self.mask_kind == "npy":
             return gt.iter_pixel_mask_npy(self.masks_path, video=self.name)
         raise ValueError(f"unknown mask kind {self.mask_kind!r}")
+
+
+def magnify(frame: np.ndarray, zoom: float, centre: tuple[float, float]) -> np.ndarray:
+    """The part of ``frame`` around ``centre`` (fractions of height and width) that is ``1 / zoom`` of its size,
+    scaled back up to the whole frame: everything in it looks ``zoom`` times larger and moves that much faster
+    in pixels."""
+    h, w = frame.shape[:2]
+    ch, cw = max(1, round(h / zoom)), max(1, round(w / zoom))
+    y0 = min(max(0, round(centre[0] * h - ch / 2)), h - ch)
+    x0 = min(max(0, round(centre[1] * w - cw / 2)), w - cw)
+    return cv2.resize(frame[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def time_slice(clip: Clip, start: int, stop: int) -> Clip:
+    """Frames ``start .. stop - 1`` of ``clip`` as a clip of their own, named ``<name>_f<start>-<stop>``."""
+    if clip.source is not None:
+        raise ValueError(f"clip '{clip.name}' is already a view of '{clip.source}'")
+    if not 0 <= start < stop <= clip.frame_count:
+        raise ValueError(
+            f"frames {start}..{stop} are not inside the {clip.frame_count} frames of {clip.name}"
+        )
+    labels = None if clip.labels is None else clip.labels[start:stop]
+    return replace(
+        clip,
+        name=f"{clip.name}_f{start}-{stop}",
+        frame_count=stop - start,
+        labels=labels,
+        masks_path=None,
+        mask_kind=None,
+        source=clip.name,
+        start=start,
+    )
+
+
+def zoomed(clip: Clip, zoom: float, centre: tuple[float, float] = (0.5, 0.5)) -> Clip:
+    """``clip`` magnified ``zoom`` times about ``centre`` (:func:`magnify`), named ``<name>_z<zoom>``.
+
+    Everything in it is ``zoom`` times larger and, in pixels per frame, faster than in the recording: a
+    pseudo-anomaly of size as well as speed. Labels and masks are dropped (made from normal video only).
+    """
+    if zoom <= 1.0:
+        raise ValueError(f"a zoom needs a factor above 1, got {zoom}")
+    return replace(
+        clip,
+        name=f"{clip.name}_z{zoom:g}",
+        labels=None,
+        masks_path=None,
+        mask_kind=None,
+        source=clip.source or clip.name,
+        zoom=zoom,
+        centre=centre,
+    )
 
 
 def sped_up(clip: Clip, step: int) -> Clip:
@@ -126,7 +199,7 @@ def sped_up(clip: Clip, step: int) -> Clip:
         masks_path=None,
         mask_kind=None,
         step=step,
-        source=clip.name,
+        source=clip.source or clip.name,
     )
 
 

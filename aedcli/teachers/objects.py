@@ -1,185 +1,180 @@
-"""Object tubes: the crops of one box in frames t-3 .. t+3, cut while the clip streams by.
+"""The object teacher: how unusual each moving object's motion is among the objects of normal footage.
 
-A clip is read once, frame by frame, keeping at most ``2 * TUBE_RADIUS + 1`` (7) frames in memory. When
-frame ``t + 3`` arrives, every box of frame ``t`` is cut out of the seven buffered frames at the same
-square window (the box centred, its longer side plus ``margin`` on each side, so the object keeps its aspect
-ratio and its motion stays inside the window; moved back inside the frame near its edges) and resized to
-``TUBE_SIZE x TUBE_SIZE``. Only a window larger than the frame repeats border pixels. Neighbours outside
-the clip repeat frame ``t``, as the
-student's (t, t-3, t+3) stack does.
+Objects come from motion, not from a detector (none can be downloaded, and a fixed camera needs none):
+the pixels whose flow exceeds :attr:`ObjectConfig.min_speed` are split by direction (eight overlapping
+sectors of two neighbouring 45-degree bins) and each connected region of one sector is an object. Splitting by
+direction keeps apart people who cross each other, and a cyclist from the walkers beside him, which a
+background-subtraction blob merges.
 
->>> for batch in iter_object_batches(clip.frames(gray=True), boxes_per_frame, batch_size=256):
-...     scores = teacher.score(batch)        # batch.tubes: (N, 7, 64, 64) uint8
+Each object is described by its mean velocity ``(vx, vy)`` (working pixels per frame), the median and 90th
+percentile of its speed (log), and its area (log): how fast, which way and how big. Its score is the mean
+distance to its ``k`` nearest neighbours among the normal training objects (features standardised; Ramaswamy
+et al., SIGMOD 2000; the velocity features of Reiss & Hoshen's attribute-based video anomaly detection, 2022,
+simplified). A training object is compared only with other videos' objects, so it is not judged against
+itself. The frame's peak object score is scaled like every teacher's (:mod:`aedcli.teachers.maps`), and each
+object's box is painted with its scaled score.
+
+>>> boxes, features = find_objects(flow)         # (K, 4) working pixels, (K, 5)
+>>> teacher = ObjectTeacher.fit(train_features, train_videos)
+>>> distances = teacher.distances(features)      # (K,)
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
-from aedcli.teachers.base import TUBE_RADIUS, TUBE_SIZE, ObjectBatch
+from aedcli.teachers.maps import Normaliser, paint_boxes, squash
 
-
-def square_window(box: np.ndarray, margin: float) -> tuple[int, int, int]:
-    """Square crop window (x0, y0, side) of a box [x0, y0, x1, y1]: centred, longer side * (1 + 2 margin)."""
-    x0, y0, x1, y1 = (float(v) for v in box[:4])
-    side = max(x1 - x0, y1 - y0, 2.0) * (1.0 + 2.0 * margin)
-    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-    s = round(side)
-    return round(cx - s / 2.0), round(cy - s / 2.0), max(s, 2)
+NAME = "objects"
+FEATURES = ("vx", "vy", "log_speed_p50", "log_speed_p90", "log_area")
 
 
-def cut_tube(stack: np.ndarray, box: np.ndarray, size: int = TUBE_SIZE, margin: float = 0.1) -> np.ndarray:
-    """Crop one box from a (T, H, W) uint8 frame stack -> (T, size, size) uint8."""
-    _, h, w = stack.shape
-    x0, y0, s = square_window(box, margin)
-    # Slide the window back inside the frame when it fits (a replicated border would smear into streaks
-    # that change from frame to frame and look like motion); pad only what is left over.
-    if s <= w:
-        x0 = min(max(x0, 0), w - s)
-    if s <= h:
-        y0 = min(max(y0, 0), h - s)
-    px0, py0 = max(0, -x0), max(0, -y0)
-    px1, py1 = max(0, x0 + s - w), max(0, y0 + s - h)
-    cx0, cy0 = max(0, x0), max(0, y0)
-    crop = stack[:, cy0 : min(h, y0 + s), cx0 : min(w, x0 + s)]
-    crop = np.ascontiguousarray(crop.transpose(1, 2, 0))  # (h', w', T)
-    if px0 or py0 or px1 or py1:
-        crop = cv2.copyMakeBorder(crop, py0, py1, px0, px1, cv2.BORDER_REPLICATE)
-        if crop.ndim == 2:  # copyMakeBorder drops a single channel axis
-            crop = crop[:, :, None]
-    interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
-    # one resize per frame: OpenCV's area resampling handles at most 4 channels at once
-    return np.stack(
-        [cv2.resize(crop[:, :, i], (size, size), interpolation=interp) for i in range(crop.shape[2])]
+@dataclass(frozen=True)
+class ObjectConfig:
+    """min_speed: working pixels per frame a pixel must move to belong to an object (DIS flow is accurate to
+    about a tenth of a pixel); directions: 45-degree sectors; min_area: smallest object in working pixels;
+    smoothing: box filter applied to the flow before splitting; k: neighbours averaged; max_bank: training
+    objects kept (a seeded random subset beyond it)."""
+
+    min_speed: float = 0.3
+    directions: int = 8
+    min_area: int = 20
+    smoothing: int = 5
+    k: int = 5
+    max_bank: int = 50_000
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ObjectConfig:
+        kinds = {k: type(v) for k, v in asdict(cls()).items()}
+        return cls(**{k: kinds[k](v) for k, v in d.items()})
+
+
+def find_objects(flow: np.ndarray, config: ObjectConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Moving objects of one frame's flow ``(h, w, 2)``: boxes ``(K, 4)`` float32 ``[x0, y0, x1, y1]`` and
+    features ``(K, 5)`` float32 (:data:`FEATURES`); see the module docstring."""
+    cfg = config or ObjectConfig()
+    k = cfg.smoothing
+    vx = cv2.blur(flow[..., 0], (k, k)) if k > 1 else flow[..., 0]
+    vy = cv2.blur(flow[..., 1], (k, k)) if k > 1 else flow[..., 1]
+    speed = cv2.magnitude(vx, vy)
+    moving = speed > cfg.min_speed
+    sector = ((np.arctan2(vy, vx) + np.pi) / (2 * np.pi) * cfg.directions).astype(np.int32) % cfg.directions
+    boxes: list[tuple[float, float, float, float]] = []
+    feats: list[tuple[float, ...]] = []
+    for b in range(cfg.directions):
+        mask = (moving & ((sector == b) | (sector == (b + 1) % cfg.directions))).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        for i in range(1, n):
+            x, y, w, h, area = (int(v) for v in stats[i])
+            if area < cfg.min_area:
+                continue
+            inside = labels[y : y + h, x : x + w] == i
+            s = speed[y : y + h, x : x + w][inside]
+            p50, p90 = np.percentile(s, [50, 90])
+            boxes.append((x, y, x + w, y + h))
+            feats.append(
+                (
+                    float(vx[y : y + h, x : x + w][inside].mean()),
+                    float(vy[y : y + h, x : x + w][inside].mean()),
+                    float(np.log1p(p50)),
+                    float(np.log1p(p90)),
+                    float(np.log(area)),
+                )
+            )
+    return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(feats, np.float32).reshape(
+        -1, len(FEATURES)
     )
 
 
-def _gray(frame: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+class ObjectTeacher:
+    """kNN density of normal objects' motion and size; see the module docstring."""
 
+    name = NAME
 
-def iter_frame_windows(
-    frames: Iterable[np.ndarray], radius: int = TUBE_RADIUS
-) -> Iterator[tuple[int, np.ndarray]]:
-    """For every frame t, ``(t, window)`` with window (2*radius+1, H, W) = frames t-radius .. t+radius.
+    def __init__(
+        self,
+        bank: np.ndarray,
+        videos: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray,
+        config: ObjectConfig | None = None,
+        normaliser: Normaliser | None = None,
+    ) -> None:
+        self.config = config or ObjectConfig()
+        self.bank = torch.from_numpy(np.asarray(bank, np.float32))  # (M, F) standardised
+        self.videos = torch.from_numpy(np.asarray(videos, np.int64))  # (M,) training video of each
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+        self.normaliser = normaliser
 
-    Neighbours outside the clip repeat frame t. At most 2*radius+1 frames are buffered.
-    """
-    for t, window, _ in iter_frame_windows_with_reach(frames, radius):
-        yield t, window
+    @classmethod
+    def fit(
+        cls, features: np.ndarray, videos: np.ndarray, config: ObjectConfig | None = None, seed: int = 0
+    ) -> ObjectTeacher:
+        """Keep (a seeded subset of) the normal training objects ``(M, F)`` and the video of each."""
+        cfg = config or ObjectConfig()
+        x = np.asarray(features, np.float32).reshape(-1, len(FEATURES))
+        v = np.asarray(videos, np.int64).ravel()
+        if len(x) > cfg.max_bank:
+            keep = np.sort(np.random.default_rng(seed).choice(len(x), cfg.max_bank, replace=False))
+            x, v = x[keep], v[keep]
+        mean = x.mean(axis=0) if len(x) else np.zeros(len(FEATURES), np.float32)
+        std = x.std(axis=0) + 1e-6 if len(x) else np.ones(len(FEATURES), np.float32)
+        return cls((x - mean) / std, v, mean, std, cfg)
 
-
-def iter_frame_windows_with_reach(
-    frames: Iterable[np.ndarray], radius: int = TUBE_RADIUS
-) -> Iterator[tuple[int, np.ndarray, tuple[int, int]]]:
-    """As :func:`iter_frame_windows`, plus ``(before, after)``: how many of the neighbours are real frames."""
-    buf: deque[np.ndarray] = deque(maxlen=2 * radius + 1)
-    first = 0  # clip index of buf[0]
-    n = 0
-
-    def window(t: int) -> tuple[int, np.ndarray, tuple[int, int]]:
-        centre = buf[t - first]
+    def distances(self, features: np.ndarray, video: int = -1) -> np.ndarray:
+        """Mean distance ``(K,)`` of each object to its ``k`` nearest normal objects, leaving out those of
+        training video ``video`` (``-1``: none)."""
+        x = torch.from_numpy(
+            ((np.asarray(features, np.float32) - self.mean) / self.std).reshape(-1, len(FEATURES))
+        )
+        bank = self.bank if video < 0 else self.bank[self.videos != video]
+        if len(x) == 0 or len(bank) == 0:
+            return np.zeros(len(x), np.float32)
+        k = min(self.config.k, len(bank))
         out = []
-        for k in range(t - radius, t + radius + 1):
-            j = k - first
-            out.append(buf[j] if 0 <= j < len(buf) and 0 <= k < n else centre)
-        return t, np.stack(out), (min(t, radius), min(n - 1 - t, radius))
+        for chunk in x.split(4096):
+            d = torch.cdist(chunk, bank)  # (c, M)
+            out.append(d.topk(k, dim=1, largest=False).values.mean(dim=1))
+        return torch.cat(out).numpy()
 
-    next_t = 0
-    for frame in frames:
-        if len(buf) == buf.maxlen:
-            first += 1
-        buf.append(_gray(frame))
-        n += 1
-        while next_t + radius < n:  # frame next_t has all its future neighbours
-            yield window(next_t)
-            next_t += 1
-    while next_t < n:  # the last frames: future neighbours do not exist
-        yield window(next_t)
-        next_t += 1
+    def fit_scale(self, frame_peaks: np.ndarray) -> None:
+        """Set the score scale from the peak object distance of every normal training frame."""
+        self.normaliser = Normaliser.fit(frame_peaks)
 
+    def paint(self, boxes: np.ndarray, distances: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """One frame's fine grid ``shape``: each object's box painted with its scaled score."""
+        if self.normaliser is None:
+            raise RuntimeError("the object teacher has not been fitted")
+        return paint_boxes(boxes, squash(self.normaliser(distances)), shape)
 
-def iter_object_batches(
-    frames: Iterable[np.ndarray],
-    boxes_per_frame: list[np.ndarray],
-    *,
-    batch_size: int = 256,
-    margin: float = 0.1,
-    size: int = TUBE_SIZE,
-    keep_frame: Callable[[int], bool] | None = None,
-    on_frame: Callable[[], None] | None = None,
-    video: int = -1,
-) -> Iterator[ObjectBatch]:
-    """Stream a clip and yield :class:`ObjectBatch` es of about ``batch_size`` tubes, in frame order.
+    def state(self) -> dict[str, Any]:
+        """Tensors and plain values for the teacher file."""
+        return {
+            "config": self.config.to_dict(),
+            "bank": self.bank,
+            "videos": self.videos,
+            "mean": torch.from_numpy(self.mean),
+            "std": torch.from_numpy(self.std),
+            "normaliser": self.normaliser.to_dict() if self.normaliser else None,
+        }
 
-    ``boxes_per_frame[t]`` is the (K, 4) box array of frame t (frames past its end have none);
-    ``keep_frame(t)`` can skip frames (training subsamples them); ``on_frame`` ticks a progress bar;
-    ``video`` is stamped on every batch (see :class:`ObjectBatch`).
-    Frames without boxes produce no tubes, so a clip with nothing moving yields nothing.
-    """
-    tubes: list[np.ndarray] = []
-    boxes: list[np.ndarray] = []
-    frame_ids: list[int] = []
-    reach: list[tuple[int, int]] = []
-    frame_size: tuple[int, int] = (0, 0)
-
-    def flush() -> ObjectBatch:
-        batch = ObjectBatch(
-            tubes=np.stack(tubes).astype(np.uint8),
-            boxes=np.stack(boxes).astype(np.float32),
-            frame_size=frame_size,
-            frames=np.asarray(frame_ids, dtype=np.int64),
-            video=video,
-            reach=np.asarray(reach, dtype=np.int64).reshape(-1, 2),
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ObjectTeacher:
+        norm = Normaliser.from_dict(state["normaliser"]) if state.get("normaliser") else None
+        return cls(
+            state["bank"].numpy(),
+            state["videos"].numpy(),
+            state["mean"].numpy(),
+            state["std"].numpy(),
+            ObjectConfig.from_dict(state["config"]),
+            norm,
         )
-        tubes.clear()
-        boxes.clear()
-        frame_ids.clear()
-        reach.clear()
-        return batch
-
-    for t, window, real in iter_frame_windows_with_reach(frames):
-        frame_size = (int(window.shape[1]), int(window.shape[2]))
-        fb = boxes_per_frame[t] if t < len(boxes_per_frame) else np.zeros((0, 4), np.float32)
-        if len(fb) and (keep_frame is None or keep_frame(t)):
-            for box in fb:
-                tubes.append(cut_tube(window, box, size=size, margin=margin))
-                boxes.append(np.asarray(box[:4], np.float32))
-                frame_ids.append(t)
-                reach.append(real)
-            if len(tubes) >= batch_size:
-                yield flush()
-        if on_frame:
-            on_frame()
-    if tubes:
-        yield flush()
-
-
-def concat_batches(batches: list[ObjectBatch]) -> ObjectBatch:
-    """One batch from many (same frame size assumed for geometry; frames keep their own indices).
-
-    The result keeps the batches' ``video`` when they share one, else -1.
-    """
-    if not batches:
-        return ObjectBatch(
-            np.zeros((0, 2 * TUBE_RADIUS + 1, TUBE_SIZE, TUBE_SIZE), np.uint8),
-            np.zeros((0, 4), np.float32),
-            (0, 0),
-            np.zeros(0, np.int64),
-        )
-    return ObjectBatch(
-        tubes=np.concatenate([b.tubes for b in batches]),
-        boxes=np.concatenate([b.boxes for b in batches]),
-        frame_size=batches[0].frame_size,
-        frames=np.concatenate([b.frames for b in batches]),
-        video=batches[0].video if len({b.video for b in batches}) == 1 else -1,
-        reach=(
-            None
-            if all(b.reach is None for b in batches)
-            else np.concatenate([b.real_reach() for b in batches])
-        ),
-    )

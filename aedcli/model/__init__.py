@@ -1,0 +1,1 @@
+"""The student network, its input and its weights file."""

@@ -1,0 +1,1 @@
+"""The weights shipped with aed, installed as the package ``aedcli.shipped`` (see ``aedcli.resources``)."""
