@@ -75,9 +75,9 @@ INCLUDES = {
     ),
     "latency_ms": "wall time of one forward pass of a whole batch (median and 99th percentile)",
     "fps_end_to_end": (
-        "aed detect's pipeline over the whole clip: decode + resize/colour conversion + (t, t-3, t+3) stacking "
-        "+ scaling + forward + maps to the host + frame scores + centred smoothing + CSV and summary; median "
-        "of the runs"
+        "aed detect's pipeline over the whole clip: decode + resize/colour conversion + (t, t-3, t+3) "
+        "stacking + scaling + forward + maps to the host + frame scores + centred smoothing + CSV and "
+        "summary; median of the runs"
     ),
     "fps_end_to_end_overlay": "the same, also drawing and encoding the overlay video",
     "ratio_end_to_end": "fps_end_to_end / fps_model at the same batch size",
@@ -580,14 +580,20 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         teachers: TeacherTiming | None = None
         if options.teachers:
             say("teachers on the clip")
-            found, source = _teachers_for(options, clip_path)
-            teachers = time_teachers(clip_path, found, source)
+            try:
+                found, source = _teachers_for(options, clip_path)
+                teachers = time_teachers(clip_path, found, source)
+            except UsageError:
+                raise  # an option to fix, such as --teachers-from without teachers
+            except AedError as exc:  # the clip gives them nothing to work on: no figure, and why
+                notes.append(f"teachers unavailable: {str(exc).rstrip('.')}")
     if not options.teachers:
         notes.append("teachers not timed (pass --teachers)")
     if clip_info["frames"] < 4 * e2e_batch:
         notes.append(
-            f"the clip has {clip_info['frames']} frames, under four batches of {e2e_batch}: filling and draining "
-            "the pipeline weighs on the end-to-end figure; a longer --clip or --frames measures it better"
+            f"the clip has {clip_info['frames']} frames, under four batches of {e2e_batch}: filling and "
+            "draining the pipeline weighs on the end-to-end figure; a longer --clip or --frames measures "
+            "it better"
         )
 
     system = system_info(device)

@@ -21,6 +21,7 @@ quarter of it), and notes when the footage is short (under :data:`ADVISED_SECOND
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -67,6 +68,16 @@ def count_frames(source: str | Path) -> int | None:
         return video.info.frame_count
 
 
+def check_enough_frames(total: int, percentile: float) -> None:
+    """Refuse (:class:`UsageError`, saying how many are needed) footage of fewer than :data:`MIN_FRAMES`."""
+    if total < MIN_FRAMES:
+        raise UsageError(
+            f"the calibration footage has {total} frame(s); the {percentile:g}th percentile of so few rests "
+            f"on one or two frames, so give at least {MIN_FRAMES} frames of normal footage (a minute or "
+            "more, from several clips, is better)."
+        )
+
+
 def calibrate(
     loaded: LoadedWeights,
     runner: StudentRunner,
@@ -75,8 +86,9 @@ def calibrate(
     percentile: float | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Calibration:
-    """The ``percentile`` (default: that of the stored threshold, else 99) of smoothed scores over ``sources``,
-    normal clips of the footage to be judged, with the weights' sigma (see the module docstring)."""
+    """The ``percentile`` (default: that of the stored threshold, else 99) of smoothed scores over
+    ``sources``, normal clips of the footage to be judged, with the weights' sigma (see the module
+    docstring)."""
     if not sources:
         raise UsageError("aed calibrate needs at least one clip of normal footage.")
     names = [Path(s).name for s in sources]
@@ -112,12 +124,8 @@ def calibrate(
                 )
         raw[name] = np.concatenate(scores) if scores else np.zeros(0)
     total = sum(len(r) for r in raw.values())
-    if total < MIN_FRAMES or domain is None:
-        raise UsageError(
-            f"the calibration footage has {total} frame(s); the {percentile:g}th percentile of so few rests on one "
-            f"or two frames, so give at least {MIN_FRAMES} frames of normal footage (a minute or more, from "
-            "several clips, is better)."
-        )
+    check_enough_frames(total, percentile)
+    assert domain is not None  # set by the first clip with a frame
     measured = threshold_from_normal(raw, loaded.sigma, percentile)
     frames = {name: len(r) for name, r in raw.items()}
     kind = ("clip of normal footage", "clips of normal footage")
@@ -143,11 +151,13 @@ def calibrate(
     seconds = total / (domain.fps or 25.0)
     if len(raw) == 1:
         notes.append(
-            "one clip only: its quarters stand in for other clips in the stability figure; add clips from other times of day"
+            "one clip only: its quarters stand in for other clips in the stability figure; add clips from "
+            "other times of day"
         )
     if seconds < ADVISED_SECONDS:
         notes.append(
-            f"{seconds:.0f} s of footage; a minute or more of normal footage gives a threshold that moves less"
+            f"{seconds:.0f} s of footage; a minute or more of normal footage gives a threshold that "
+            "moves less"
         )
     return Calibration(threshold, normal, domain, frames, previous, leave_one_out, notes)
 
@@ -156,9 +166,7 @@ def _quarters(item: tuple[str, np.ndarray]) -> dict[str, np.ndarray]:
     name, scores = item
     bounds = np.linspace(0, len(scores), 5).astype(int)
     return {
-        f"{name} quarter {i + 1}": scores[a:b]
-        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
-        if b > a
+        f"{name} quarter {i + 1}": scores[a:b] for i, (a, b) in enumerate(itertools.pairwise(bounds)) if b > a
     }
 
 

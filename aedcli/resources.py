@@ -33,8 +33,8 @@ def default_weights() -> Path:
     found = shipped(DEFAULT_WEIGHTS)
     if found is None or not found.is_file():
         raise WeightsError(
-            f"no default weights ({DEFAULT_WEIGHTS}) are installed with aed; pass --weights with a weights.pt "
-            "written by 'aed distill'."
+            f"no default weights ({DEFAULT_WEIGHTS}) are installed with aed; pass --weights with a "
+            "weights.pt written by 'aed distill'."
         )
     return found
 

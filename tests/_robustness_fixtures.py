@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from aedcli.cli import main
-from aedcli.inputs import InputSpec
+from aedcli.cli.app import main
+from aedcli.model.inputs import InputSpec
+from aedcli.model.student import Student, student_config
+from aedcli.model.weights import Domain, NormalRange, save_weights
 from aedcli.scoring import Threshold
-from aedcli.student import Student, student_config
-from aedcli.weights import save_weights
 
 W, H = 64, 48
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "ped2.pt"
@@ -89,14 +89,23 @@ def faststart(mp4: Path, dst: Path) -> Path:
 
 
 def tiny_weights(
-    path: Path, *, channels: int = 1, size: tuple[int, int] = (H, W), threshold: float = 0.3
+    path: Path,
+    *,
+    channels: int = 1,
+    size: tuple[int, int] = (H, W),
+    threshold: float = 0.3,
+    normal: NormalRange | None = None,
+    domain: Domain | None = None,
 ) -> Path:
-    """A random-init fastaed-xs student for ``channels`` (1 gray, 3 colour) frames, with a threshold."""
+    """A random-init fastaed-xs student for ``channels`` (1 gray, 3 colour) frames, with a threshold (and,
+    when given, the normal score range and footage it fits)."""
     torch.manual_seed(0)
     spec = InputSpec(height=size[0], width=size[1], channels=channels)
     model = Student(student_config("fastaed-xs", in_channels=spec.in_channels))
     thr = Threshold(value=threshold, sigma=2.0, percentile=99.0, source="test threshold")
-    return save_weights(path, model, spec, sigma=2.0, threshold=thr, variant="fastaed-xs")
+    return save_weights(
+        path, model, spec, sigma=2.0, threshold=thr, normal=normal, domain=domain, variant="fastaed-xs"
+    )
 
 
 def run_aed(args: list[str | Path], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -146,3 +155,23 @@ def assert_one_sentence(code: int, err: str, *, exit_code: int, names: str | Pat
 def files_in(folder: Path) -> list[Path]:
     """Every file under ``folder`` (hidden ones included), sorted."""
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def write_frame_dataset(
+    root: Path, clips: int = 3, frames: int = 10, size: tuple[int, int] = (32, 48), seed: int = 0
+) -> Path:
+    """A gray folder dataset of ``clips`` training clips (PNG frame folders ``train/clip01/0001.png``...):
+    a bright square moving over noise. Returns ``root``."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for c in range(clips):
+        folder = root / "train" / f"clip{c + 1:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        x, y = int(rng.integers(0, w - 8)), int(rng.integers(0, h - 8))
+        vx, vy = int(rng.integers(1, 4)), int(rng.integers(-1, 2))
+        for t in range(frames):
+            picture = rng.integers(40, 80, size=(h, w), dtype=np.uint8)
+            px, py = (x + vx * t) % (w - 8), (y + vy * t) % (h - 8)
+            picture[py : py + 8, px : px + 8] = 220
+            assert cv2.imwrite(str(folder / f"{t + 1:04d}.png"), picture)
+    return root

@@ -10,7 +10,10 @@ from aedcli.model.weights import LoadedWeights
 
 
 def random_student(
-    spec: InputSpec, variant: str = "fastaed-xs", seed: int = 0, teachers: tuple[str, ...] = ("motion", "objects")
+    spec: InputSpec,
+    variant: str = "fastaed-xs",
+    seed: int = 0,
+    teachers: tuple[str, ...] = ("motion", "objects"),
 ) -> LoadedWeights:
     """A randomly initialised student whose BatchNorm statistics are moved off their defaults, so that
     folding them into the convolutions is actually exercised."""
@@ -21,4 +24,6 @@ def random_student(
         for _ in range(2):
             model(torch.randn(4, spec.in_channels, spec.height, spec.width) * 1.5 + 0.3)
     model.eval()
-    return LoadedWeights(model=model, config=model.config, spec=spec, sigma=2.0, threshold=None, variant=variant)
+    return LoadedWeights(
+        model=model, config=model.config, spec=spec, sigma=2.0, threshold=None, variant=variant
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aedcli.batchnorm import batchnorm_layers, recalibrate_batchnorm
+from aedcli.training.batchnorm import batchnorm_layers, recalibrate_batchnorm
 
 
 def _batches(n: int, seed: int = 0) -> list[torch.Tensor]:

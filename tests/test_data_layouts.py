@@ -11,6 +11,7 @@ import pytest
 import scipy.io
 
 from aedcli.data import DATASETS, Clip, load_dataset
+from aedcli.data.clips import magnify, sped_up, time_slice, zoomed
 from aedcli.data.ucsd import LabelMismatchWarning
 from aedcli.errors import DatasetError, UsageError
 
@@ -339,7 +340,7 @@ def test_gray_frame_folders_make_a_gray_dataset(tmp_path: Path) -> None:
 
 
 def test_every_registered_dataset_has_a_one_line_description() -> None:
-    assert set(DATASETS) == {"ped2", "ped1", "avenue", "shanghaitech", "folder", "synthetic"}
+    assert set(DATASETS) == {"ped2", "ped1", "avenue", "shanghaitech", "folder", "synthetic", "devset:NAME"}
     assert all(d and "\n" not in d for d in DATASETS.values())
 
 
@@ -381,3 +382,49 @@ def test_clip_labels_are_read_only_uint8_copies() -> None:
         clip.labels[0] = 1
     given[0] = 1
     assert clip.labels.tolist() == [0, 1, 1]
+
+
+# --- views of a clip: time slices, speed-ups, zooms ---
+
+
+def _numbered_clip(tmp_path: Path, n: int = 10) -> Clip:
+    folder = _frames(tmp_path / "v", n, suffix=".png")  # frame i is filled with 10 * i
+    return Clip(name="v", split="test", path=folder, frame_count=n, labels=np.arange(n) % 2)
+
+
+def _values(clip: Clip) -> list[int]:
+    return [int(f[0, 0]) for f in clip.frames()]
+
+
+def test_time_slice_reads_its_frames_and_labels_and_names_its_recording(tmp_path: Path) -> None:
+    part = time_slice(_numbered_clip(tmp_path), 3, 7)
+    assert (part.name, part.frame_count, part.recording) == ("v_f3-7", 4, "v")
+    assert _values(part) == [30, 40, 50, 60]
+    assert part.labels is not None and part.labels.tolist() == [1, 0, 1, 0]
+    with pytest.raises(ValueError, match="already a view"):
+        time_slice(part, 0, 2)
+    with pytest.raises(ValueError, match="not inside"):
+        time_slice(_numbered_clip(tmp_path), 5, 11)
+
+
+def test_sped_up_takes_every_step_th_frame_of_the_clip_or_of_a_slice(tmp_path: Path) -> None:
+    clip = _numbered_clip(tmp_path)
+    fast = sped_up(clip, 3)
+    assert (fast.name, fast.frame_count, fast.labels, fast.recording) == ("v_x3", 4, None, "v")
+    assert _values(fast) == [0, 30, 60, 90]
+    assert _values(sped_up(time_slice(clip, 2, 9), 2)) == [20, 40, 60, 80]
+    with pytest.raises(ValueError, match="already sped up"):
+        sped_up(fast, 2)
+
+
+def test_zoomed_magnifies_about_the_centre_and_keeps_the_frame_size(tmp_path: Path) -> None:
+    clip = _numbered_clip(tmp_path, 3)
+    big = zoomed(clip, 2.0, centre=(0.25, 0.75))
+    assert (big.name, big.recording, big.labels) == ("v_z2", "v", None)
+    assert [f.shape for f in big.frames()] == [(H, W)] * 3
+    assert big.stamp() != clip.stamp()  # caches of the view and of the clip differ
+    frame = np.zeros((H, W), np.uint8)
+    frame[: H // 2, W // 2 :] = 200  # the top-right quarter: what a zoom of 2 about (0.25, 0.75) shows
+    assert (magnify(frame, 2.0, (0.25, 0.75)) == 200).all()
+    with pytest.raises(ValueError, match="above 1"):
+        zoomed(clip, 1.0)

@@ -10,17 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _robustness_fixtures import run_aed, tiny_weights, write_video
 
-from aedcli.cli import main
+from aedcli.cli.app import main
 from aedcli.errors import AedError, UsageError
-from aedcli.evaluate import (
-    evaluate_scores,
-    protocol_lines,
-    read_score_csv,
-    render_reports,
-    write_plots,
-)
-from aedcli.metrics import Region
+from aedcli.evaluation.evaluate import evaluate_scores
+from aedcli.evaluation.files import read_score_csv
+from aedcli.evaluation.metrics import Region
+from aedcli.evaluation.report import protocol_lines, render_reports, write_plots
 
 PED2_ROOT = Path(os.environ.get("AED_PED2_ROOT", Path.home() / ".cache" / "aed" / "ped2"))
 
@@ -117,8 +114,9 @@ def test_a_short_score_sequence_names_the_video_and_both_lengths() -> None:
 
 def test_bad_sigma_and_normalisation_are_usage_errors() -> None:
     scores = {"v1": np.zeros(6), "v2": np.zeros(4)}
-    with pytest.raises(UsageError, match="--sigma"):
-        evaluate_scores(_toy(), scores, sigma=-1)
+    for sigma in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(UsageError, match="--sigma"):
+            evaluate_scores(_toy(), scores, sigma=sigma)
     with pytest.raises(UsageError, match="--normalisation"):
         evaluate_scores(_toy(), scores, sigma=0, normalisation="zscore")
 
@@ -333,7 +331,7 @@ def test_eval_with_a_missing_scores_folder_is_a_usage_error(
 def test_eval_without_a_source_evaluates_the_default_weights_or_says_to_pass_weights(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("aedcli.detect.default_weights_path", lambda: None)
+    monkeypatch.setattr("aedcli.resources.shipped", lambda name: None)
     assert _eval(["--dataset", "synthetic"]) == 1
     assert "--weights" in capsys.readouterr().err
 
@@ -416,7 +414,7 @@ def test_eval_on_ped2_with_label_scores_gives_one(tmp_path: Path) -> None:
 @needs_ped2
 def test_flow_floor_on_ped2_beats_095_micro_auc_unsmoothed() -> None:
     from aedcli.data import load_dataset
-    from aedcli.evaluate import flow_floor_source
+    from aedcli.evaluation.sources import flow_floor_source
 
     ds = load_dataset("ped2", PED2_ROOT)
     # All 2,010 test frames (subsets of Ped2 range from 0.93 to 0.99, so only the full set is meaningful).
@@ -424,72 +422,93 @@ def test_flow_floor_on_ped2_beats_095_micro_auc_unsmoothed() -> None:
     assert report.micro_auc > 0.95  # method.md: 0.969
 
 
-def test_teacher_rows_keep_the_scaling_their_targets_were_painted_with(tmp_path: Path) -> None:
-    # Targets painted min to max (--scale-percentiles 0,100); evaluating the teacher must not repaint them
-    # with the default median-to-max scaling.
-    out = tmp_path / "targets"
-    main(
-        [
-            "teach",
-            "--dataset",
-            "synthetic",
-            "--out",
-            str(out),
-            "--teachers",
-            "flow",
-            "--scale-percentiles",
-            "0,100",
-        ]
-    )
-    scaler_before = json.loads((out / "flow" / "scaler.json").read_text())
-    files = sorted((out / "flow").rglob("*.npz"))
-    before = {p: p.read_bytes() for p in files if "raw" not in p.parts}
-    main(["eval", "--dataset", "synthetic", "--targets", str(out), "--model", "teacher-flow"])
-    assert json.loads((out / "flow" / "scaler.json").read_text()) == scaler_before
-    assert scaler_before["lo_percentile"] == 0.0
-    assert all(p.read_bytes() == data for p, data in before.items())
+# ------------------------------------------------------------------------------- aed detect, then aed eval
 
 
-def test_teachers_from_a_folder_with_choices_score_as_those_choices_say(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.fixture(scope="module")
+def folder_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny folder dataset: one training video and two labelled test videos of 12 frames (64x48), one
+    of them with a space in its name."""
+    root = tmp_path_factory.mktemp("footage")
+    write_video(root / "train" / "train01.mp4", n=12)
+    for name in ("test01", "test 02"):
+        write_video(root / "test" / f"{name}.mp4", n=12)
+    (root / "labels").mkdir()
+    (root / "labels" / "test01.txt").write_text("0\n" * 6 + "1\n" * 6)
+    (root / "labels" / "test 02.txt").write_text("1\n" * 3 + "0\n" * 9)
+    return root
+
+
+@pytest.fixture(scope="module")
+def gray_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_weights(tmp_path_factory.mktemp("weights") / "gray.pt")
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_eval_scores_reads_the_folder_aed_detect_writes_and_agrees_with_the_student(
+    folder_dataset: Path, gray_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A shipped teacher folder carries the options its rows were measured with; teach and eval apply them to
-    # fresh targets, and an explicit option wins over them.
-    main(["teach", "--dataset", "synthetic", "--out", str(tmp_path / "trained"), "--teachers", "flow"])
-    shipped = tmp_path / "shipped"
-    shipped.mkdir()
-    (shipped / "flow.pt").write_bytes((tmp_path / "trained" / "flow" / "teacher.pt").read_bytes())
-    chosen = {
-        "teachers' mean, scaling": "train-size",
-        "velocity teacher frame calibration": "count-corrected",
-    }
-    (shipped / "choices.json").write_text(json.dumps({"chosen": chosen}))
-    capsys.readouterr()
-
-    def painted(folder: Path) -> tuple[str, str | None]:
-        scaler = json.loads((folder / "flow" / "scaler.json").read_text())
-        return scaler["kind"], scaler.get("frame_correction")
-
-    base = ["--dataset", "synthetic", "--teachers-from", str(shipped)]
-    main(["teach", *base, "--out", str(tmp_path / "taught"), "--teachers", "flow"])
-    out = capsys.readouterr().out
-    assert "options from" in out and "choices.json" in out.replace("\n", "")
-    assert painted(tmp_path / "taught") == ("train-size", "count")
-    main(["eval", *base, "--targets", str(tmp_path / "evaluated"), "--model", "teacher-flow"])
-    assert painted(tmp_path / "evaluated") == ("train-size", "count")
-    main(
+    results = tmp_path / "results"
+    code, _, err = run_aed(
         [
-            "teach",
-            *base,
+            "detect",
+            folder_dataset / "test",
+            "--weights",
+            gray_weights,
+            "--runtime",
+            "torch",
             "--out",
-            str(tmp_path / "own"),
-            "--teachers",
-            "flow",
-            "--normalisation",
-            "train-rarity",
-        ]
+            results,
+        ],
+        capsys,
     )
-    assert painted(tmp_path / "own") == ("train-rarity", None)
-    # typed at its default value, an option still wins over the folder's choices
-    main(["teach", *base, "--out", str(tmp_path / "typed"), "--teachers", "flow", "--normalisation", "train"])
-    assert painted(tmp_path / "typed") == ("train", None)
+    assert code == 0, err
+    assert sorted(p.name for p in results.glob("*_scores.csv")) == ["test01_scores.csv", "test_02_scores.csv"]
+
+    out_json = tmp_path / "eval.json"
+    code, stdout, err = run_aed(
+        [
+            *("eval", "--dataset", "folder", "--root", folder_dataset, "--scores", results),
+            *("--weights", gray_weights, "--runtime", "torch", "--sigma", "2", "--json", out_json),
+        ],
+        capsys,
+    )
+
+    assert code == 0, err
+    data = json.loads(out_json.read_text())
+    assert set(data["rows"]) == {"scores", "student"}
+    assert data["source"] == "scores" and data["frames"] == 24 and data["videos"] == 2
+    # The files hold the very scores the student gives when eval runs it: the same figures.
+    scores, student = data["rows"]["scores"], data["rows"]["student"]
+    for key in ("micro_auc", "macro_auc", "macro_auc_padded"):
+        assert scores[key] == student[key]
+    assert scores["per_video"] == student["per_video"]
+    assert "protocol: folder test, all 24 frames of 2 videos" in stdout
+
+
+def test_eval_json_dash_prints_only_json_on_stdout(
+    tmp_path: Path,
+    synthetic_root: Path,
+    synthetic_labels: dict[str, np.ndarray],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _write_scores(tmp_path / "scores", {k: v.astype(float) for k, v in synthetic_labels.items()})
+    code, stdout, err = run_aed(
+        [
+            *("eval", "--dataset", "synthetic", "--root", synthetic_root),
+            *("--scores", tmp_path / "scores", "--sigma", "0", "--json", "-"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    data = json.loads(stdout)  # the table and protocol went to stderr
+    assert data["micro_auc"] == 1.0 and data["rows"]["scores"]["micro_auc"] == 1.0
+    assert "protocol: synthetic test" in err and "micro AUC" in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_eval_refuses_a_sigma_that_is_not_a_number_of_frames(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_aed(["eval", "--dataset", "synthetic", "--scores", tmp_path, "--sigma", value], capsys)
+    assert code == 2 and "--sigma must be 0" in err

@@ -1,4 +1,5 @@
-"""ONNX export: the graph matches PyTorch, takes any batch size, carries its input spec and fails loudly."""
+"""ONNX export and the runtimes: the graph matches PyTorch, takes any batch size, carries its input spec and
+fails loudly; the PyTorch and ONNX Runtime runners score a clip alike."""
 
 from __future__ import annotations
 
@@ -16,19 +17,20 @@ pytest.importorskip("onnxruntime")
 
 from _students import random_student
 
-import aedcli.export as export_module
-from aedcli.cli import main
+import aedcli.runtime.onnx as export_module
+from aedcli.cli.app import main
 from aedcli.errors import AedError, UsageError
-from aedcli.export import (
+from aedcli.model.inputs import InputSpec
+from aedcli.model.weights import LoadedWeights, save_weights
+from aedcli.runtime import StudentRunner, make_runner, resolve_runtime
+from aedcli.runtime.onnx import (
     _static_adaptive_max_pool2d,
     export_onnx,
+    load_onnx_file,
     random_stack_input,
     read_onnx_metadata,
-    require_onnxruntime,
 )
-from aedcli.inputs import InputSpec
-from aedcli.runtime import OnnxRunner, onnx_session
-from aedcli.weights import LoadedWeights, save_weights
+from aedcli.runtime.session import onnx_session, require_onnxruntime
 
 SPEC = InputSpec(height=48, width=72, channels=1)
 
@@ -60,6 +62,7 @@ def test_export_round_trips_within_tolerance_at_batch_sizes_other_than_the_trace
         with torch.inference_mode():
             expected = loaded.model(x)
         got = session.run(["s", "m", "l"], {"x": x.numpy()})
+        assert got[0].shape == (batch, 2)  # one S per teacher's head set
         for e, g in zip(expected, got, strict=True):
             assert g.shape == tuple(e.shape)
             np.testing.assert_allclose(g, e.numpy(), atol=1e-4, rtol=0)
@@ -79,14 +82,27 @@ def test_exported_file_carries_the_input_spec_and_scoring_metadata(tmp_path: Pat
     assert InputSpec.from_dict(meta["input"]) == SPEC
     assert meta["sigma"] == 2.0
     assert meta["variant"] == "fastaed-xs"
-    runner = OnnxRunner.from_file(tmp_path / "student.onnx", batch_size=4)
-    assert runner.spec == SPEC
+    assert meta["config"]["teachers"] == ["motion", "objects"]
+    assert load_onnx_file(tmp_path / "student.onnx", SPEC) == (tmp_path / "student.onnx").read_bytes()
+    runner, info = make_runner(loaded, runtime="onnx", onnx_file=tmp_path / "student.onnx", threads=1)
+    assert runner.spec == SPEC and info.runtime == "onnx"
 
 
 def test_onnx_file_for_another_input_size_is_refused(tmp_path: Path) -> None:
     export_onnx(tiny_weights(), tmp_path / "student.onnx")
     with pytest.raises(UsageError, match="export it again"):
-        OnnxRunner.from_file(tmp_path / "student.onnx", spec=InputSpec(64, 64, 1))
+        load_onnx_file(tmp_path / "student.onnx", InputSpec(64, 64, 1))
+    other = tiny_weights(InputSpec(64, 64, 1))
+    with pytest.raises(UsageError, match="export it again"):
+        make_runner(other, runtime="onnx", onnx_file=tmp_path / "student.onnx", threads=1)
+
+
+def test_missing_or_unreadable_onnx_file_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(AedError, match=r"nothing\.onnx does not exist"):
+        load_onnx_file(tmp_path / "nothing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a graph")
+    with pytest.raises(AedError, match=r"junk\.onnx is not a readable ONNX model"):
+        load_onnx_file(tmp_path / "junk.onnx")
 
 
 def test_a_graph_that_disagrees_with_pytorch_is_not_written(
@@ -120,8 +136,10 @@ def test_missing_onnxruntime_names_the_extra_to_install(monkeypatch: pytest.Monk
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
-    with pytest.raises(AedError, match=r"aedcli\[onnx\]"):
+    with pytest.raises(AedError, match=r"install it with 'pip install onnxruntime'\.$"):
         require_onnxruntime()
+    with pytest.raises(AedError, match=r"'pip install onnxruntime' or use --runtime torch\.$"):
+        require_onnxruntime("or use --runtime torch")
 
 
 def test_export_command_writes_the_graph_and_reports_the_difference(
@@ -132,9 +150,44 @@ def test_export_command_writes_the_graph_and_reports_the_difference(
     out = tmp_path / "out" / "student.onnx"
     main(["export", "--weights", str(weights), "--onnx", str(out)])
     assert out.is_file()
-    err = capsys.readouterr().err
-    assert "max abs diff vs PyTorch" in err
+    printed = capsys.readouterr()
+    assert "max abs diff vs PyTorch" in printed.out + printed.err
     with pytest.raises(SystemExit) as exc:  # an existing file is not overwritten without --force
         main(["export", "--weights", str(weights), "--onnx", str(out)])
     assert exc.value.code == 2
     assert "--force" in capsys.readouterr().err
+
+
+def _clip(n: int, spec: InputSpec) -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    return [rng.integers(0, 256, size=(spec.height, spec.width), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.mark.parametrize("variant", ["fastaed-xxs", "fastaed-xs"])
+def test_make_runner_torch_and_onnx_give_the_same_scores(variant: str) -> None:
+    loaded = tiny_weights(variant=variant, seed=3)
+    frames = _clip(9, SPEC)
+    results = {}
+    for runtime in ("torch", "onnx"):
+        runner, info = make_runner(loaded, runtime=runtime, batch_size=4, threads=1)
+        assert info.runtime == runtime and info.device == "cpu"
+        results[runtime] = runner.score_clip(iter(frames))
+    (torch_scores, torch_maps), (onnx_scores, onnx_maps) = results["torch"], results["onnx"]
+    assert torch_scores.shape == (9,) and torch_maps.shape == (9, 16, 16)
+    np.testing.assert_allclose(onnx_scores, torch_scores, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(onnx_maps, torch_maps, atol=1e-4, rtol=0)
+    plain, _ = StudentRunner(loaded.model, SPEC, batch_size=4).score_clip(iter(frames))
+    np.testing.assert_allclose(torch_scores, plain, atol=1e-4, rtol=0)  # as the eval-mode student scores
+
+
+def test_resolve_runtime_takes_onnx_on_a_cpu_in_fp32_and_torch_otherwise() -> None:
+    assert resolve_runtime("auto", "cpu") == "onnx"
+    assert resolve_runtime("auto", "cpu", "bf16") == "torch"
+    assert resolve_runtime("torch", "cpu") == "torch"
+    with pytest.raises(UsageError, match="--runtime must be one of auto, torch, onnx"):
+        resolve_runtime("tensorrt", "cpu")
+
+
+def test_onnx_runtime_refuses_reduced_precision() -> None:
+    with pytest.raises(UsageError, match="not available with --runtime onnx"):
+        make_runner(tiny_weights(), runtime="onnx", precision="bf16", threads=1)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from aedcli.errors import DatasetError
-from aedcli.metrics import (
+from aedcli.evaluation.metrics import (
     MacroConvention,
     Region,
     Track,

@@ -37,11 +37,21 @@ from _robustness_fixtures import (
     write_video,
 )
 
-from aedcli import detect as detect_module
-from aedcli.detect import READ_AHEAD_BYTES, OutputPaths, ThresholdChoice, detect_stream, read_ahead_depth
-from aedcli.inference import StudentRunner
+from aedcli.detect import pipeline as pipeline_module
+from aedcli.detect.pipeline import (
+    READ_AHEAD_BYTES,
+    DetectResult,
+    ThresholdChoice,
+    detect_stream,
+    read_ahead_depth,
+)
+from aedcli.detect.sources import OutputPaths
+from aedcli.model.weights import LoadedWeights, load_weights
+from aedcli.runtime import StudentRunner, make_runner
 from aedcli.video import VideoInfo, VideoSource, iter_frames
-from aedcli.weights import load_weights
+
+TORCH = ("--runtime", "torch")
+"""The PyTorch runtime: no ONNX export in every run (the ONNX path has tests of its own)."""
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -69,6 +79,12 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 def column(path: Path, name: str) -> np.ndarray:
     return np.array([float(row[name]) for row in read_rows(path)])
+
+
+def stream(source: VideoSource, loaded: LoadedWeights, outputs: OutputPaths) -> DetectResult:
+    """``detect_stream`` with a PyTorch runner and a threshold of 0.5."""
+    runner, info = make_runner(loaded, runtime="torch")
+    return detect_stream(source, loaded, runner, info, outputs, ThresholdChoice(0.5, "t"))
 
 
 def strict_json(path: Path) -> Any:
@@ -140,7 +156,7 @@ def test_detect_on_damaged_media_exits_non_zero_naming_the_file_and_writes_nothi
     out = tmp_path / "out"
 
     code, _, err = run_aed(
-        ["detect", source, "--weights", gray_weights, "--out", out, "--plot", *extra], capsys
+        ["detect", source, "--weights", gray_weights, "--out", out, "--plot", *TORCH, *extra], capsys
     )
 
     line = assert_one_sentence(code, err, exit_code=exit_code, names=source)
@@ -167,7 +183,9 @@ def test_mp4_cut_inside_its_trailing_metadata_still_scores_every_frame(
         pytest.skip("this OpenCV build writes no trailing metadata box")
     cut = _cut(clip, tmp_path / "cut.mp4", udta + 8)
 
-    code, _, err = run_aed(["detect", cut, "--weights", gray_weights, "--out", tmp_path / "out"], capsys)
+    code, _, err = run_aed(
+        ["detect", cut, "--weights", gray_weights, "--out", tmp_path / "out", *TORCH], capsys
+    )
 
     assert code == 0, err
     assert len(read_rows(tmp_path / "out" / "cut_scores.csv")) == 12
@@ -185,7 +203,9 @@ def test_frame_folder_with_non_image_files_scores_only_the_frames(
     (folder / "Thumbs.db").write_bytes(bytes(64))
     (folder / ".0001.png").write_bytes(b"a hidden resource fork")
 
-    code, _, err = run_aed(["detect", folder, "--weights", gray_weights, "--out", tmp_path / "out"], capsys)
+    code, _, err = run_aed(
+        ["detect", folder, "--weights", gray_weights, "--out", tmp_path / "out", *TORCH], capsys
+    )
 
     assert code == 0, err
     assert [r["frame"] for r in read_rows(tmp_path / "out" / "frames_scores.csv")] == [
@@ -200,7 +220,9 @@ def test_frame_folder_with_a_gap_in_its_numbering_is_scored_and_the_gap_is_noted
     for missing in (4, 5, 6):
         (folder / f"{missing:04d}.png").unlink()
 
-    code, _, err = run_aed(["detect", folder, "--weights", gray_weights, "--out", tmp_path / "out"], capsys)
+    code, _, err = run_aed(
+        ["detect", folder, "--weights", gray_weights, "--out", tmp_path / "out", *TORCH], capsys
+    )
 
     assert code == 0, err
     assert len(read_rows(tmp_path / "out" / "frames_scores.csv")) == 7
@@ -214,7 +236,7 @@ def test_1x1_frames_are_scored_through_the_shipped_weights(
 ) -> None:
     folder = write_frames(tmp_path / "dot", n=5, size=(1, 1))
 
-    code, _, err = run_aed(["detect", folder, "--out", tmp_path / "out", "--plot"], capsys)
+    code, _, err = run_aed(["detect", folder, "--out", tmp_path / "out", "--plot", *TORCH], capsys)
 
     assert code == 0, err
     scores = column(tmp_path / "out" / "dot_scores.csv", "score")
@@ -229,7 +251,7 @@ def test_single_4k_frame_video_is_scored_through_the_shipped_weights(
 ) -> None:
     clip = write_video(tmp_path / "uhd.mp4", n=1, size=(2160, 3840))
 
-    code, _, err = run_aed(["detect", clip, "--out", tmp_path / "out"], capsys)
+    code, _, err = run_aed(["detect", clip, "--out", tmp_path / "out", *TORCH], capsys)
 
     assert code == 0, err
     assert len(read_rows(tmp_path / "out" / "uhd_scores.csv")) == 1
@@ -261,9 +283,7 @@ def test_4k_frames_are_resized_before_the_network_so_memory_stays_at_a_few_frame
     outputs = OutputPaths.plan(tmp_path, "uhd", overlay=False, plot=False)
     tracemalloc.start()
     try:
-        result = detect_stream(
-            _GeneratedSource(lambda i: np.roll(uhd, i, axis=1), 8), loaded, outputs, ThresholdChoice(0.5, "t")
-        )
+        result = stream(_GeneratedSource(lambda i: np.roll(uhd, i, axis=1), 8), loaded, outputs)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -282,17 +302,17 @@ def test_read_ahead_holds_two_batches_unless_full_size_overlay_frames_would_pass
 
 def test_4k_overlay_runs_with_the_shorter_read_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     depths: list[int] = []
-    real = detect_module.FramePrefetcher
+    real = pipeline_module.FramePrefetcher
 
     def recording(frames: Iterator[Any], maxsize: int = 32, stop: threading.Event | None = None) -> Any:
         depths.append(maxsize)
         return real(frames, maxsize=maxsize, stop=stop)
 
-    monkeypatch.setattr(detect_module, "FramePrefetcher", recording)
+    monkeypatch.setattr(pipeline_module, "FramePrefetcher", recording)
     uhd = np.random.default_rng(0).integers(0, 255, (2160, 3840, 3), dtype=np.uint8)
     outputs = OutputPaths.plan(tmp_path, "uhd", overlay=True, plot=False)
     source = _GeneratedSource(lambda i: np.roll(uhd, i, axis=1), 3)
-    result = detect_stream(source, load_weights(SHIPPED_WEIGHTS), outputs, ThresholdChoice(0.5, "t"))
+    result = stream(source, load_weights(SHIPPED_WEIGHTS), outputs)
     assert result.frames == 3 and depths == [10]
     assert outputs.overlay is not None and len(list(iter_frames(outputs.overlay))) == 3
 
@@ -311,7 +331,7 @@ def test_colour_video_through_gray_weights_scores_like_its_gray_frames(
         cv2.imwrite(str(gray / f"{i + 1:04d}.png"), picture)
 
     for source in (clip, gray):
-        code, _, err = run_aed(["detect", source, "--out", tmp_path / "out"], capsys)  # weights/ped2.pt: gray
+        code, _, err = run_aed(["detect", source, "--out", tmp_path / "out", *TORCH], capsys)  # ped2.pt: gray
         assert code == 0, err
 
     colour_scores = column(tmp_path / "out" / "colour_scores.csv", "score")
@@ -329,7 +349,7 @@ def test_gray_frames_through_colour_weights_score_like_their_colour_copy(
 
     for source in (gray, colour):
         code, _, err = run_aed(
-            ["detect", source, "--weights", colour_weights, "--out", tmp_path / "out"], capsys
+            ["detect", source, "--weights", colour_weights, "--out", tmp_path / "out", *TORCH], capsys
         )
         assert code == 0, err
 
@@ -366,7 +386,9 @@ def test_video_reporting_no_frame_rate_gets_25_fps_times_and_says_so(
             return getattr(self._cap, name)
 
     monkeypatch.setattr(cv2, "VideoCapture", NoRate)
-    code, _, err = run_aed(["detect", clip, "--weights", gray_weights, "--out", tmp_path / "out"], capsys)
+    code, _, err = run_aed(
+        ["detect", clip, "--weights", gray_weights, "--out", tmp_path / "out", *TORCH], capsys
+    )
 
     assert code == 0, err
     np.testing.assert_allclose(column(tmp_path / "out" / "clip_scores.csv", "time_s"), np.arange(10) / 25.0)
@@ -569,21 +591,21 @@ def test_detect_reads_and_writes_paths_with_spaces_and_accents(
     clip = write_video(tmp_path / "vidéo clip ü.mp4", n=10)
     out = tmp_path / "out dir ñ"
 
-    code, _, err = run_aed(
-        ["detect", clip, "--weights", gray_weights, "--out", out, "--overlay", "--plot"], capsys
+    code, stdout, err = run_aed(
+        ["detect", clip, "--weights", gray_weights, "--out", out, "--overlay", "--plot", *TORCH], capsys
     )
 
     assert code == 0, err
-    # Output names keep ASCII letters, digits and ._- and replace the rest with '_'.
+    # Output names keep letters (of any script), digits and ._- and replace the rest with '_'.
     assert sorted(p.name for p in files_in(out)) == [
-        "vid_o_clip__overlay.mp4",
-        "vid_o_clip__scores.csv",
-        "vid_o_clip__summary.json",
-        "vid_o_clip__timeline.png",
+        "vidéo_clip_ü_overlay.mp4",
+        "vidéo_clip_ü_scores.csv",
+        "vidéo_clip_ü_summary.json",
+        "vidéo_clip_ü_timeline.png",
     ]
-    assert len(read_rows(out / "vid_o_clip__scores.csv")) == 10
-    assert strict_json(out / "vid_o_clip__summary.json")["source"] == str(clip)
-    assert str(out) in err
+    assert len(read_rows(out / "vidéo_clip_ü_scores.csv")) == 10
+    assert strict_json(out / "vidéo_clip_ü_summary.json")["source"] == str(clip)
+    assert str(out) in stdout
 
 
 def test_eval_reads_a_dataset_and_writes_json_under_paths_with_spaces_and_accents(
@@ -594,14 +616,26 @@ def test_eval_reads_a_dataset_and_writes_json_under_paths_with_spaces_and_accent
     (labels / "tést ü.txt").write_text("0\n" * 6 + "1\n" * 6)
     json_out = tmp_path / "résults ü" / "eval out.json"
 
-    code, out, err = run_aed(
-        ["eval", "--dataset", "folder", "--root", root, "--weights", gray_weights, "--json", json_out], capsys
+    code, _, err = run_aed(
+        [
+            "eval",
+            "--dataset",
+            "folder",
+            "--root",
+            root,
+            "--weights",
+            gray_weights,
+            "--json",
+            json_out,
+            *TORCH,
+        ],
+        capsys,
     )
 
     assert code == 0, err
     report = strict_json(json_out)
     assert report["frames"] == 12 and 0.0 <= report["micro_auc"] <= 1.0
-    assert str(json_out) in out.replace("\n", "")  # the console wraps long lines
+    assert str(json_out) in err.replace("\n", "")  # the console wraps long lines
 
 
 def test_paths_with_brackets_are_printed_as_written_not_taken_for_console_markup(
@@ -611,9 +645,9 @@ def test_paths_with_brackets_are_printed_as_written_not_taken_for_console_markup
     clip = write_video(folder / "clip [bold].mp4", n=6)
     out = folder / "out [red]"
 
-    code, _, err = run_aed(["detect", clip, "--weights", gray_weights, "--out", out], capsys)
+    code, stdout, err = run_aed(["detect", clip, "--weights", gray_weights, "--out", out, *TORCH], capsys)
     assert code == 0, err
-    assert str(clip) in err and str(out) in err
+    assert str(clip) in stdout and str(out) in stdout
 
     missing = folder / "gone [/].mp4"
     code, _, err = run_aed(["detect", missing, "--weights", gray_weights], capsys)
@@ -627,7 +661,9 @@ def test_videos_whose_names_differ_only_in_replaced_characters_get_separate_outp
     write_video(videos / "a b.mp4", n=6)
     write_video(videos / "a_b.mp4", n=9)  # both names become a_b
 
-    code, _, err = run_aed(["detect", videos, "--weights", gray_weights, "--out", tmp_path / "out"], capsys)
+    code, _, err = run_aed(
+        ["detect", videos, "--weights", gray_weights, "--out", tmp_path / "out", *TORCH], capsys
+    )
 
     assert code == 0, err
     counts = sorted(len(read_rows(p)) for p in (tmp_path / "out").glob("*_scores.csv"))
@@ -652,7 +688,7 @@ def _peak_while_scoring(runner: StudentRunner, n: int) -> int:
 
 
 def test_eval_scoring_memory_grows_only_by_the_scores_kept_per_frame(gray_weights: Path) -> None:
-    runner = StudentRunner(load_weights(gray_weights), batch_size=8)
+    runner, _ = make_runner(load_weights(gray_weights), runtime="torch", batch_size=8)
     _peak_while_scoring(runner, 16)  # warm-up: first-call allocations of the runtime
     n = 96
     short, long = _peak_while_scoring(runner, n), _peak_while_scoring(runner, 4 * n)

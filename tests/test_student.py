@@ -1,4 +1,5 @@
-"""The student network: the paper's size and cost, output shapes for any input, BN folding, discriminator."""
+"""The student network: the paper's size and cost, output shapes for any input, one head set per teacher, BN
+folding, the phase-1 decoder and the discriminator."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from aedcli.student import (
+from aedcli.model.student import (
     VARIANTS,
     Discriminator,
     MapHead,
     PretrainNet,
     Student,
     StudentConfig,
+    StudentMaps,
     count_params,
     fuse_for_inference,
     gmac_per_frame,
@@ -22,6 +24,7 @@ from aedcli.student import (
     relu_leaky_grad,
     student_config,
 )
+from aedcli.scoring import frame_scores, teacher_scores
 
 
 @pytest.fixture(autouse=True)
@@ -46,13 +49,16 @@ def test_fastaed_costs_the_papers_gmac_for_a_colour_stack() -> None:
 def test_smaller_variants_are_cheaper_than_the_papers() -> None:
     cost = {name: gmac_per_frame(student_config(name, 3), 240, 360) for name in VARIANTS}
     size = {name: count_params(Student(student_config(name, 3))) for name in VARIANTS}
-    assert cost["fastaed-xs"] < cost["fastaed-s"] < cost["fastaed"]
-    assert size["fastaed-xs"] < size["fastaed-s"] < size["fastaed"]
+    assert cost["fastaed-xxs"] < cost["fastaed-xs"] < cost["fastaed-s"] < cost["fastaed"]
+    assert size["fastaed-xxs"] < size["fastaed-xs"] < size["fastaed-s"] < size["fastaed"]
+    assert cost["fastaed-xxs"] == pytest.approx(0.10, rel=0.1)  # real time on a small CPU
 
 
 @pytest.mark.parametrize(
     ("variant", "in_channels", "height", "width"),
     [
+        ("fastaed-xxs", 3, 32, 32),
+        ("fastaed-xxs", 9, 45, 70),
         ("fastaed-xs", 3, 32, 32),
         ("fastaed-xs", 9, 45, 70),
         ("fastaed-s", 3, 64, 96),
@@ -66,11 +72,76 @@ def test_outputs_have_the_three_map_shapes_and_ranges_for_any_input_size(
     model = Student(student_config(variant, in_channels)).eval()
     with torch.no_grad():
         maps = model(torch.randn(2, in_channels, height, width))
-    assert maps.s.shape == (2,)
-    assert maps.m.shape == (2, 4, 4)
-    assert maps.l.shape == (2, 16, 16)
+    assert maps.s.shape == (2, 1)  # one head set: the default teachers
+    assert maps.m.shape == (2, 1, 4, 4)
+    assert maps.l.shape == (2, 1, 16, 16)
     assert bool(((maps.s > 0) & (maps.s < 1)).all())
     assert bool((maps.m >= 0).all()) and bool((maps.l >= 0).all())
+
+
+@pytest.mark.parametrize("teachers", [("motion",), ("motion", "objects"), ("a", "b", "c")])
+def test_student_has_one_head_set_per_teacher(teachers: tuple[str, ...]) -> None:
+    model = Student(student_config("fastaed-xxs", 3, teachers)).eval()
+    assert len(model.heads) == len(teachers)
+    x = torch.randn(2, 3, 48, 64)
+    with torch.no_grad():
+        maps = model(x)
+        _, z = model.features(x)
+        alone = [heads(z) for heads in model.heads]
+    k = len(teachers)
+    assert isinstance(maps, StudentMaps)
+    assert (maps.s.shape, maps.m.shape, maps.l.shape) == ((2, k), (2, k, 4, 4), (2, k, 16, 16))
+    for i, (s, m, l) in enumerate(alone):  # noqa: E741 - head set i gives teacher i's maps, in order
+        torch.testing.assert_close(maps.s[:, i], s)
+        torch.testing.assert_close(maps.m[:, i], m)
+        torch.testing.assert_close(maps.l[:, i], l)
+    if k > 1:  # separate parameters, not one head set repeated
+        assert model.heads[0].s.fc.weight.data_ptr() != model.heads[1].s.fc.weight.data_ptr()
+        assert not torch.equal(maps.s[:, 0], maps.s[:, 1])
+
+
+def test_frame_score_of_a_student_is_its_largest_teacher_score() -> None:
+    model = Student(student_config("fastaed-xxs", 3, ("motion", "objects"))).eval()
+    with torch.no_grad():
+        maps = model(torch.randn(3, 3, 48, 64))
+    per_teacher = teacher_scores(*maps)
+    assert per_teacher.shape == (3, 2)
+    for i in range(2):  # each head set scores as the paper's single student: (S + max M + max L) / 3
+        paper = (maps.s[:, i] + maps.m[:, i].amax((1, 2)) + maps.l[:, i].amax((1, 2))) / 3
+        torch.testing.assert_close(torch.from_numpy(per_teacher[:, i]), paper.double())
+    torch.testing.assert_close(torch.from_numpy(frame_scores(*maps)), torch.from_numpy(per_teacher).amax(1))
+
+
+def test_teachers_must_be_named_and_distinct() -> None:
+    with pytest.raises(ValueError, match="distinct head sets"):
+        student_config("fastaed-xs", 3, ())
+    with pytest.raises(ValueError, match="distinct head sets"):
+        student_config("fastaed-xs", 3, ("motion", "motion"))
+
+
+def test_fastaed_xxs_has_output_stride_16_with_a_stride_2_stem() -> None:
+    cfg = student_config("fastaed-xxs", 3)
+    assert (cfg.stem_kernel, cfg.stem_stride) == (3, 2)
+    assert cfg.strides == (2, 4, 8, 16)
+    model = Student(cfg).eval()
+    with torch.no_grad():
+        feats, z = model.features(torch.randn(1, 3, 96, 160))
+    assert [f.shape[-2:] for f in feats] == [(48, 80), (24, 40), (12, 20), (6, 10)]
+    assert z.shape == (1, cfg.width, 6, 10)  # 96 / 16, 160 / 16
+    assert student_config("fastaed").strides == (1, 2, 4, 8, 16)
+
+
+@pytest.mark.parametrize(("variant", "channels"), [("fastaed-xxs", 3), ("fastaed-xxs", 9), ("fastaed-xs", 3)])
+def test_reconstructor_outputs_frame_t_at_half_resolution(variant: str, channels: int) -> None:
+    net = PretrainNet(Student(student_config(variant, channels)))
+    with torch.no_grad():
+        recon = net(torch.randn(2, channels, 48, 80))
+    assert recon.shape == (2, channels // 3, 24, 40)
+
+
+def test_fastaed_reconstructor_adds_the_skips_of_stages_3_2_and_1() -> None:
+    assert PretrainNet(Student(student_config("fastaed", 3))).decoder.skips == [3, 2, 1]
+    assert PretrainNet(Student(student_config("fastaed-xxs", 3))).decoder.skips == [2, 1, 0]
 
 
 def test_folding_batchnorm_keeps_the_outputs() -> None:
@@ -158,9 +229,12 @@ def test_attention_uses_the_configured_heads_and_key_stride() -> None:
     assert attn.q_conv[0].stride == (1, 1)
 
 
-def test_config_round_trips_through_a_plain_dict() -> None:
-    cfg = replace(VARIANTS["fastaed-s"], in_channels=3)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_config_round_trips_through_a_plain_dict(variant: str) -> None:
+    cfg = replace(VARIANTS[variant], in_channels=3, teachers=("motion", "objects"))
     assert StudentConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown student config keys"):
+        StudentConfig.from_dict({**cfg.to_dict(), "edges": "repeat"})
 
 
 def test_unknown_variant_names_the_choices() -> None:

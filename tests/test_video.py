@@ -18,9 +18,11 @@ from aedcli.video import (
     VideoWriter,
     batched,
     frame_stacks,
+    h264_available,
     iter_frames,
     natural_key,
     open_video,
+    stack_indices,
 )
 
 W, H, N = 64, 48, 24
@@ -360,12 +362,12 @@ def stack_ids(stacks: Iterator[np.ndarray]) -> list[list[int]]:
     return [[int(s[k].flat[0]) for k in range(3)] for s in stacks]
 
 
-def test_frame_stacks_pair_each_frame_with_its_past_and_future_neighbours() -> None:
+def test_frame_stacks_give_the_first_and_last_frames_the_nearest_full_stack() -> None:
     ids = stack_ids(frame_stacks(numbered(10), offset=3))
     assert len(ids) == 10
-    assert ids[:3] == [[0, 0, 3], [1, 1, 4], [2, 2, 5]]  # no past neighbour: frame t itself
-    assert ids[5] == [5, 2, 8]
-    assert ids[-3:] == [[7, 4, 7], [8, 5, 8], [9, 6, 9]]  # no future neighbour: frame t itself
+    assert ids[:4] == [[3, 0, 6]] * 4  # frames 0-2 take frame 3's stack
+    assert ids[4:7] == [[4, 1, 7], [5, 2, 8], [6, 3, 9]]
+    assert ids[7:] == [[6, 3, 9]] * 3  # frames 7-9 take frame 6's stack
 
 
 @pytest.mark.parametrize(
@@ -375,10 +377,30 @@ def test_frame_stacks_pair_each_frame_with_its_past_and_future_neighbours() -> N
         (1, [[0, 0, 0]]),
         (2, [[0, 0, 0], [1, 1, 1]]),
         (4, [[0, 0, 3], [1, 1, 1], [2, 2, 2], [3, 0, 3]]),
+        (6, [[0, 0, 3], [1, 1, 4], [2, 2, 5], [3, 0, 3], [4, 1, 4], [5, 2, 5]]),
     ],
 )
-def test_frame_stacks_handle_videos_shorter_than_the_window(n: int, expected: list[list[int]]) -> None:
+def test_videos_without_a_full_stack_repeat_frame_t_for_a_missing_neighbour(
+    n: int, expected: list[list[int]]
+) -> None:
     assert stack_ids(frame_stacks(numbered(n), offset=3)) == expected
+
+
+def test_stack_indices_hold_the_nearest_full_stack_at_both_ends() -> None:
+    assert [stack_indices(t, 10, 3) for t in range(10)] == (
+        [(3, 0, 6)] * 4 + [(4, 1, 7), (5, 2, 8)] + [(6, 3, 9)] * 4
+    )
+    assert stack_indices(0, 7, 3) == stack_indices(6, 7, 3) == (3, 0, 6)  # one full stack: all take it
+    assert stack_indices(0, 6, 3) == (0, 0, 3)  # no full stack: frame t stands in for the missing one
+    with pytest.raises(IndexError, match="outside"):
+        stack_indices(10, 10, 3)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 3])
+def test_stack_indices_and_frame_stacks_agree_for_every_frame(offset: int) -> None:
+    for n in [*range(0, 2 * offset + 3), 15]:  # shorter than, equal to and longer than a full stack
+        expected = [list(stack_indices(t, n, offset)) for t in range(n)]
+        assert stack_ids(frame_stacks(numbered(n), offset=offset)) == expected, f"n={n}"
 
 
 def test_frame_stacks_shapes_for_gray_and_colour() -> None:
@@ -404,29 +426,12 @@ class Endless:
 
 def test_frame_stacks_read_only_offset_frames_ahead_of_an_endless_input() -> None:
     endless = Endless()
-    first = list(itertools.islice(frame_stacks(iter(endless), offset=3), 5))
-    assert stack_ids(iter(first))[4] == [4, 1, 7]
-    assert endless.taken == 5 + 3
-
-
-def test_held_edges_give_the_first_and_last_frames_the_nearest_full_stack() -> None:
-    ids = stack_ids(frame_stacks(numbered(10), offset=3, edges="hold"))
-    assert ids[:4] == [[3, 0, 6]] * 4  # frames 0-2 take frame 3's stack
-    assert ids[4:7] == [[4, 1, 7], [5, 2, 8], [6, 3, 9]]
-    assert ids[7:] == [[6, 3, 9]] * 3  # frames 7-9 take frame 6's stack
-    # too short for a full stack (fewer than 2*offset+1 frames): the repeating rule
-    assert stack_ids(frame_stacks(numbered(4), offset=3, edges="hold")) == stack_ids(
-        frame_stacks(numbered(4), offset=3)
-    )
-
-
-def test_held_edges_wait_at_most_offset_more_frames_at_the_start_only() -> None:
-    endless = Endless()
-    stacks = frame_stacks(iter(endless), offset=3, edges="hold")
-    next(stacks)
+    stacks = frame_stacks(iter(endless), offset=3)
+    assert stack_ids(iter([next(stacks)])) == [[3, 0, 6]]
     assert endless.taken == 7  # frame 0's stack is frame 3's, which needs frame 6
     rest = list(itertools.islice(stacks, 9))
-    assert stack_ids(iter(rest))[-1] == [9, 6, 12] and endless.taken == 13  # then offset frames ahead
+    assert stack_ids(iter(rest))[-1] == [9, 6, 12]
+    assert endless.taken == 13  # then offset frames ahead
 
 
 def test_frame_stacks_reject_a_negative_offset() -> None:
@@ -481,8 +486,8 @@ def test_video_writer_rejects_frames_of_another_size(tmp_path: Path) -> None:
 
 
 def test_video_writer_creates_missing_folders_and_uses_25_fps_for_invalid_rates(tmp_path: Path) -> None:
-    out = tmp_path / "a" / "b" / "out.avi"
-    with VideoWriter(out, fps=0, size=(W, H), codec="MJPG") as writer:
+    out = tmp_path / "a" / "b" / "out.mp4"
+    with VideoWriter(out, fps=0, size=(W, H)) as writer:
         writer.write(pattern(0))
     with open_video(out) as video:
         assert video.info.fps == 25.0
@@ -496,7 +501,7 @@ def test_video_writer_below_a_regular_file_raises_naming_the_folder(tmp_path: Pa
 
 def test_video_writer_that_opencv_cannot_open_raises_and_cleans_up(tmp_path: Path) -> None:
     with pytest.raises(VideoError, match="cannot write"):
-        VideoWriter(tmp_path / "out.unknownformat", fps=25, size=(W, H)).__enter__()
+        VideoWriter(tmp_path / "out.unknownformat", fps=25, size=(W, H), codec="mp4v").__enter__()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -506,16 +511,77 @@ def test_video_writer_without_frames_leaves_no_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def stream_of(path: Path) -> tuple[str, str, int, int]:
+    """(codec, pixel format, width, height) of a file's video stream, as PyAV reads it."""
+    av = pytest.importorskip("av")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return stream.codec_context.name, stream.codec_context.pix_fmt, stream.width, stream.height
+
+
+def test_video_writer_writes_h264_yuv420p_by_default(tmp_path: Path) -> None:
+    if not h264_available():
+        pytest.skip("PyAV is not installed")
+    with VideoWriter(tmp_path / "out.mp4", fps=25, size=(W, H)) as writer:
+        for i in range(3):
+            writer.write(pattern(i))
+    assert writer.codec == "h264"
+    assert stream_of(tmp_path / "out.mp4") == ("h264", "yuv420p", W, H)
+
+
+def test_video_writer_writes_mp4v_when_asked(tmp_path: Path) -> None:
+    with VideoWriter(tmp_path / "out.mp4", fps=25, size=(W, H), codec="mp4v") as writer:
+        for i in range(3):
+            writer.write(pattern(i))
+    assert writer.codec == "mp4v"
+    assert stream_of(tmp_path / "out.mp4")[0] == "mpeg4"
+    frames, _ = read_all(tmp_path / "out.mp4")
+    assert [nearest_pattern(f) for f in frames] == [0, 1, 2]
+
+
+def test_video_writer_falls_back_to_mp4v_without_pyav(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aedcli.video.writer.h264_available", lambda: False)
+    with VideoWriter(tmp_path / "out.mp4", fps=25, size=(W, H)) as writer:
+        writer.write(pattern(0))
+    assert writer.codec == "mp4v"
+    assert len(read_all(tmp_path / "out.mp4")[0]) == 1
+
+
+def test_video_writer_rejects_an_unknown_codec(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="codec"):
+        VideoWriter(tmp_path / "out.mp4", fps=25, size=(W, H), codec="MJPG")
+
+
+@pytest.mark.parametrize("codec", ["h264", "mp4v"])
+def test_video_writer_pads_odd_frame_sizes_by_one_pixel(tmp_path: Path, codec: str) -> None:
+    if codec == "h264" and not h264_available():
+        pytest.skip("PyAV is not installed")
+    frame = np.zeros((H - 1, W - 1, 3), np.uint8)
+    frame[:, -8:] = 255  # the last columns and rows are bright: padding copies them, cropping would lose them
+    frame[-8:, :] = 255
+    with VideoWriter(tmp_path / "odd.mp4", fps=25, size=(W - 1, H - 1), codec=codec) as writer:
+        for _ in range(3):
+            writer.write(frame)
+    frames, video = read_all(tmp_path / "odd.mp4")
+    assert (video.info.width, video.info.height) == (W, H)
+    assert len(frames) == 3
+    gray = cv2.cvtColor(frames[0], cv2.COLOR_BGR2GRAY)
+    assert gray[-1, :].mean() > 200 and gray[:, -1].mean() > 200
+    assert gray[: H - 16, : W - 16].mean() < 30
+
+
 def test_natural_key_orders_numbers_by_value_and_ignores_case() -> None:
     names = ["frame10.png", "Frame9.png", "frame100.png", "frame009b.png"]
     assert sorted(names, key=natural_key) == ["Frame9.png", "frame009b.png", "frame10.png", "frame100.png"]
 
 
 @pytest.mark.ped2
-def test_ped2_test_folder_reads_as_gray_360x240() -> None:
-    folder = Path("~/.cache/aed/ped2/UCSDped2/Test/Test001").expanduser()
-    if not folder.is_dir():
-        pytest.skip("UCSD Ped2 is not unpacked under ~/.cache/aed/ped2")
+def test_ped2_test_folder_reads_as_gray_360x240(ped2_root: Path) -> None:
+    folder = (
+        next(p for p in (ped2_root, ped2_root / "UCSDped2") if (p / "Test").is_dir()) / "Test" / "Test001"
+    )
     with open_video(folder) as video:
         assert (video.info.width, video.info.height, video.info.channels) == (360, 240, 1)
         assert sum(1 for _ in video.frames()) == video.info.frame_count == 180

@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         # Files being written are discarded (atomic output), so the command can simply be run again.
         reason = f" ({escape(str(exc))})" if str(exc) else ""
         err_console.print(
-            f"[bold red]error:[/] aed ran out of memory{reason}; lower --batch or the input size, or free some "
-            "memory, and run the command again.",
+            f"[bold red]error:[/] aed ran out of memory{reason}; lower --batch or the input size, or free "
+            "some memory, and run the command again.",
             highlight=False,
             soft_wrap=True,
         )

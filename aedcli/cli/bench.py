@@ -1,4 +1,5 @@
-"""``aed bench``: the speed of the student (model only, end to end) and of its teachers, and what each includes.
+"""``aed bench``: the speed of the student (model only, end to end) and of its teachers, and what each
+includes.
 
     aed bench                                        # the shipped weights, batch 1 and 32, on the CPU
     aed bench --weights runs/cam/weights.pt --teachers --clip examples/ped2_test004.mp4
@@ -115,8 +116,8 @@ def bench(
     colour = "gray" if report["model"]["input"]["channels"] == 1 else "colour"
     title = (
         f"aed bench: {report['model']['source']}\n{report['runtime']} {report['precision']} on "
-        f"{report['device']} ({hardware}), {report['threads']} threads, input {result.size[0]}x{result.size[1]} "
-        f"{colour} ({report['model']['in_channels']} stacked channels)"
+        f"{report['device']} ({hardware}), {report['threads']} threads, input "
+        f"{result.size[0]}x{result.size[1]} {colour} ({report['model']['in_channels']} stacked channels)"
     )
     table = Table(title=title, title_justify="left")
     table.add_column("figure")

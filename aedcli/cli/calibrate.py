@@ -14,10 +14,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from aedcli.calibrate import (
+    DEFAULT_PERCENTILE,
+    check_enough_frames,
+    check_writable,
+    count_frames,
+    write_calibrated,
+)
 from aedcli.calibrate import calibrate as run_calibration
-from aedcli.calibrate import check_writable, count_frames, write_calibrated
 from aedcli.cli.options import BatchOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, RuntimeOpt, WeightsOpt
 from aedcli.cli.output import consoles, write_results
 from aedcli.detect.sources import list_sources
@@ -45,7 +52,8 @@ def calibrate(
         typer.Option(
             "--percentile",
             metavar="P",
-            help="Percentile of the smoothed normal scores taken as threshold (default: the weights', else 99).",
+            help="Percentile of the smoothed normal scores taken as threshold (default: the weights', "
+            "else 99).",
             show_default=False,
         ),
     ] = None,
@@ -70,9 +78,12 @@ def calibrate(
     sources = [str(s) for clip in clips for s in list_sources(clip)]
     path = resolve_weights(weights)
     loaded = load_weights(path)
-    runner, _ = make_runner(loaded, runtime=runtime, device=device, batch_size=batch)
     counts = [count_frames(s) for s in sources]
     total = sum(c for c in counts if c) if all(counts) else None
+    if total is not None:  # known before scoring: refuse too little footage at once
+        stored = loaded.threshold.percentile if loaded.threshold is not None else DEFAULT_PERCENTILE
+        check_enough_frames(total, percentile if percentile is not None else stored)
+    runner, _ = make_runner(loaded, runtime=runtime, device=device, batch_size=batch)
     columns = (TextColumn("scoring normal clips"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=logs, disable=quiet) as progress:
         task = progress.add_task("frames", total=total)
@@ -81,21 +92,20 @@ def calibrate(
         )
     written = write_calibrated(loaded, result, out)
     new, (low, high) = result.threshold.value, result.spread
-    before = result.previous.value if result.previous is not None else None
-    moved = (
-        ""
-        if before is None
-        else f" (was {before:.4g}, {100 * (new - before) / max(abs(before), 1e-9):+.0f}%)"
-    )
-    results.print(f"wrote {written}: threshold {new:.4g}{moved}", highlight=False, markup=False)
+    if result.previous is None:
+        moved = f"{new:.4g} (the weights carried none)"
+    else:
+        before = result.previous.value
+        moved = f"{before:.4g} -> {new:.4g} ({100 * (new - before) / max(abs(before), 1e-9):+.0f}%)"
+    results.print(f"wrote {written}: threshold {moved}", highlight=False, markup=False)
     results.print(
-        f"  measured on {sum(result.frames.values()):,} frames of {len(result.frames)} clip(s); leaving out one "
-        f"part at a time it ranges {low:.4g} - {high:.4g}",
+        f"  measured on {sum(result.frames.values()):,} frames of {len(result.frames)} clip(s); leaving out "
+        f"one part at a time it ranges {low:.4g} - {high:.4g}",
         highlight=False,
         markup=False,
     )
     for note in result.notes:
-        logs.print(f"  [yellow]note:[/] {note}", highlight=False)
+        logs.print(f"  [yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     write_results(
         json_out,
         {

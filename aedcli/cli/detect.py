@@ -48,7 +48,8 @@ def detect(
             "--out",
             "-o",
             metavar="DIR",
-            help="Output folder (default: <name>_aed/ next to the input; ./<name>_aed/ for cameras and URLs).",
+            help="Output folder (default: <name>_aed/ next to the input; ./<name>_aed/ for cameras and "
+            "URLs).",
             show_default=False,
         ),
     ] = None,
@@ -67,8 +68,8 @@ def detect(
         typer.Option(
             "--threshold",
             metavar="SCORE",
-            help="Smoothed score above which a frame is abnormal (default: the weights' own, measured on normal "
-            "footage; 'aed calibrate' measures one for your camera).",
+            help="Smoothed score above which a frame is abnormal (default: the weights' own, measured on "
+            "normal footage; 'aed calibrate' measures one for your camera).",
             show_default=False,
         ),
     ] = None,
@@ -83,8 +84,8 @@ def detect(
         typer.Option(
             "--live-lag",
             metavar="FRAMES",
-            help="Cameras and streams: frames of delay for smoothing; fewer = earlier alarms, rougher smoothing "
-            "(default: the whole kernel, ceil(3 * sigma)).",
+            help="Cameras and streams: frames of delay for smoothing; fewer = earlier alarms, rougher "
+            "smoothing (default: the whole kernel, ceil(3 * sigma)).",
             show_default=False,
         ),
     ] = None,
@@ -119,11 +120,11 @@ def detect(
         smoothing = s["smoothing"]
         state = " [yellow](stopped by Ctrl-C)[/]" if result.interrupted else ""
         lines = [
-            f"[bold]{escape(result.source)}[/]{state}: {result.frames:,} frames, {len(result.events)} abnormal "
-            f"event(s), {s['fps_end_to_end']:.1f} frames/s end to end",
-            f"  threshold {s['threshold']['value']:.4g} ({escape(s['threshold']['source'])}); {smoothing['mode']} "
-            f"smoothing sigma={smoothing['sigma']:g}, delay {smoothing['lag_frames']} frames "
-            f"({smoothing['lag_s']:.2f} s)",
+            f"[bold]{escape(result.source)}[/]{state}: {result.frames:,} frames, {len(result.events)} "
+            f"abnormal event(s), {s['fps_end_to_end']:.1f} frames/s end to end",
+            f"  threshold {s['threshold']['value']:.4g} ({escape(s['threshold']['source'])}); "
+            f"{smoothing['mode']} smoothing sigma={smoothing['sigma']:g}, delay {smoothing['lag_frames']} "
+            f"frames ({smoothing['lag_s']:.2f} s)",
         ]
         for line in lines:
             results_console.print(line, highlight=False, soft_wrap=True)

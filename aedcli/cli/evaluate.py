@@ -10,6 +10,7 @@ Every row is evaluated by the same :func:`aedcli.evaluation.evaluate.evaluate_sc
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -45,8 +46,8 @@ def eval_command(
         typer.Option(
             "--teachers",
             metavar="DIR",
-            help="Also score with the teachers of a run folder (or a folder of teacher files, such as the shipped "
-            "ped2-teachers): one row each and one for their combination.",
+            help="Also score with the teachers of a run folder (or a folder of teacher files, such as the "
+            "shipped ped2-teachers): one row each and one for their combination.",
             show_default=False,
         ),
     ] = None,
@@ -55,8 +56,8 @@ def eval_command(
         typer.Option(
             "--scores",
             metavar="DIR",
-            help="Evaluate score files instead of the student: <video>_scores.csv as 'aed detect' writes them "
-            "(or <video>.csv), columns frame (0-based) and score.",
+            help="Evaluate score files instead of the student: <video>_scores.csv as 'aed detect' writes "
+            "them (or <video>.csv), columns frame (0-based) and score.",
             show_default=False,
         ),
     ] = None,
@@ -65,8 +66,8 @@ def eval_command(
         typer.Option(
             "--regions",
             metavar="DIR",
-            help="With --scores: detected regions per video (<video>.csv: frame,x_min,y_min,x_max,y_max,score) "
-            "for RBDC/TBDC.",
+            help="With --scores: detected regions per video "
+            "(<video>.csv: frame,x_min,y_min,x_max,y_max,score) for RBDC/TBDC.",
             show_default=False,
         ),
     ] = None,
@@ -85,7 +86,8 @@ def eval_command(
         typer.Option(
             "--normalisation",
             metavar="none|per-video-minmax",
-            help="'per-video-minmax' rescales each test video by its own range: only to compare with papers that do.",
+            help="'per-video-minmax' rescales each test video by its own range: only to compare with "
+            "papers that do.",
         ),
     ] = "none",
     plots: Annotated[
@@ -110,6 +112,8 @@ def eval_command(
         )
     if baseline not in (None, "flow"):
         raise UsageError(f"--baseline takes 'flow', not '{baseline}'.")
+    if sigma is not None and not (math.isfinite(sigma) and sigma >= 0):
+        raise UsageError(f"--sigma must be 0 (no smoothing) or more frames, not {sigma:g}.")
     if regions is not None and scores is None:
         raise UsageError("--regions goes with --scores (the regions of those score files).")
     data = load_dataset(dataset, root)
@@ -155,6 +159,7 @@ def eval_command(
         for name, report in reports.items():
             write_plots(report, plots / name.replace(" ", "-"))
         logs.print(f"plots written to {plots}", highlight=False, markup=False)
-    write_results(
-        json_out, {"rows": {name: {"source": name, **r.to_json()} for name, r in reports.items()}}, logs
-    )
+    # The first row's figures at the top (the documented keys: micro_auc, macro_auc, ...), every row in
+    # "rows".
+    rows = {name: {"source": name, **r.to_json()} for name, r in reports.items()}
+    write_results(json_out, {**next(iter(rows.values())), "rows": rows}, logs)

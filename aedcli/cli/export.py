@@ -31,7 +31,8 @@ def export(
     ] = DEFAULT_OPSET,
     force: ForceOpt = False,
 ) -> None:
-    """Export the student to ONNX with a dynamic batch axis; refused when it differs from PyTorch by > 1e-4."""
+    """Export the student to ONNX with a dynamic batch axis; refused when it differs from PyTorch by more
+    than 1e-4."""
     results, logs = consoles(None)
     if onnx.exists() and not force:
         raise UsageError(
@@ -44,8 +45,8 @@ def export(
         report, _ = export_onnx(loaded, onnx, opset=opset)
     shape = "x".join(str(d) for d in report.input_shape)
     results.print(
-        f"wrote {report.path} ({report.bytes / 2**20:.1f} MiB, opset {report.opset}, input x: {shape} float32, "
-        "outputs s, m, l)",
+        f"wrote {report.path} ({report.bytes / 2**20:.1f} MiB, opset {report.opset}, input x: {shape} "
+        "float32, outputs s, m, l)",
         highlight=False,
         soft_wrap=True,
         markup=False,

@@ -36,7 +36,8 @@ RunOpt = Annotated[
         "--out",
         "-o",
         metavar="DIR",
-        help="Run folder: teachers, targets, checkpoints and weights.pt go here (the same for teach and distill).",
+        help="Run folder: teachers, targets, checkpoints and weights.pt go here (the same for teach and "
+        "distill).",
         show_default=False,
     ),
 ]
@@ -67,7 +68,8 @@ RuntimeOpt = Annotated[
     typer.Option(
         "--runtime",
         metavar="auto|torch|onnx",
-        help="Inference engine: 'auto' takes ONNX Runtime on a CPU (faster at small batches), PyTorch on a GPU.",
+        help="Inference engine: 'auto' takes ONNX Runtime on a CPU (faster at small batches), PyTorch on "
+        "a GPU.",
     ),
 ]
 WorkersOpt = Annotated[int, typer.Option("--workers", metavar="N", help="Processes working in parallel.")]
@@ -76,7 +78,8 @@ JsonOpt = Annotated[
     typer.Option(
         "--json",
         metavar="FILE|-",
-        help="Also write the results as JSON to FILE; '-' prints only the JSON on stdout (logs go to stderr).",
+        help="Also write the results as JSON to FILE; '-' prints only the JSON on stdout (logs go to "
+        "stderr).",
         show_default=False,
     ),
 ]

@@ -56,8 +56,8 @@ def teach(
     with stage_progress(logs, quiet) as progress:
         result = run_teach(data, out, teach_cfg, extra=views, workers=workers, progress=progress)
     logs.print(
-        f"teachers {', '.join(result.teachers)} in {out}/teachers; {result.clips_painted} video(s) painted in "
-        f"{result.seconds:.0f} s",
+        f"teachers {', '.join(result.teachers)} in {out}/teachers; {result.clips_painted} video(s) painted "
+        f"in {result.seconds:.0f} s",
         highlight=False,
         markup=False,
     )

@@ -72,7 +72,9 @@ def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
 
         base = key.split(":", 1)[1]
         if base in ("", "synthetic") or base.startswith("devset"):
-            raise UsageError(f"'{name}' needs the name of a dataset with training videos, such as devset:ped2.")
+            raise UsageError(
+                f"'{name}' needs the name of a dataset with training videos, such as devset:ped2."
+            )
         return load_pasted(load_dataset(base, root), ONE_OBJECT)
     if key not in DATASETS:
         raise UsageError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}.")

@@ -128,9 +128,9 @@ class Clip:
 
 
 def magnify(frame: np.ndarray, zoom: float, centre: tuple[float, float]) -> np.ndarray:
-    """The part of ``frame`` around ``centre`` (fractions of height and width) that is ``1 / zoom`` of its size,
-    scaled back up to the whole frame: everything in it looks ``zoom`` times larger and moves that much faster
-    in pixels."""
+    """The part of ``frame`` around ``centre`` (fractions of height and width) that is ``1 / zoom`` of its
+    size, scaled back up to the whole frame: everything in it looks ``zoom`` times larger and moves that much
+    faster in pixels."""
     h, w = frame.shape[:2]
     ch, cw = max(1, round(h / zoom)), max(1, round(w / zoom))
     y0 = min(max(0, round(centre[0] * h - ch / 2)), h - ch)

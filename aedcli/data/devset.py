@@ -26,10 +26,10 @@ fraction of the frame) of pasted foreground lies in it, and the pasted foregroun
 
 The camera must not move between videos (one scene, as in UCSD Ped1/Ped2 or Avenue), since a pasted person
 keeps the position it had in its own video. The set is written in the folder layout
-(:mod:`aedcli.data.folder`; training videos linked, not copied) under ``$AED_CACHE/pasted-<hash>/``, where the
-hash covers the config and the source clips, built in a temporary folder and renamed into place. The held-out
-videos are read whole into memory together (events paste from one into another): the builder is meant for
-short training clips such as a benchmark's (Ped2's four: 630 frames, about 50 MB with their masks).
+(:mod:`aedcli.data.folder`; training videos linked, not copied) under ``$AED_CACHE/pasted-<name>-<hash>/``,
+where the hash covers the config and the source clips, built in a temporary folder and renamed into place.
+The held-out videos are read whole into memory together (events paste from one into another): the builder is
+meant for short training clips such as a benchmark's (Ped2's four: 630 frames, about 50 MB with their masks).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def write_pasted(dataset: Dataset, config: PastedConfig, out: Path) -> Path:
         raise DatasetError(
             f"dataset '{dataset.name}' at {dataset.root} has {len(dataset.train)} training videos; a "
             f"development set holding {config.held_out} of them out needs at least {config.held_out + 1}; "
-            "hold out fewer (--held-out) or add training videos."
+            "add training videos."
         )
     return cached_folder(out, lambda tmp: _write(dataset.train, config, tmp))
 

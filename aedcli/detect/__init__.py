@@ -42,7 +42,7 @@ from aedcli.detect.threads import StopRequest
 from aedcli.errors import AedError, UsageError
 from aedcli.model.weights import LoadedWeights, load_weights
 from aedcli.resources import resolve_weights
-from aedcli.runtime import RunnerInfo, StudentRunner, make_runner
+from aedcli.runtime import RUNTIMES, RunnerInfo, StudentRunner, make_runner
 from aedcli.video import DEFAULT_TIMEOUT_S, VideoSource, open_video
 
 __all__ = ["DetectOptions", "DetectResult", "choose_threshold", "detect"]
@@ -76,7 +76,8 @@ def choose_threshold(loaded: LoadedWeights, override: float | None) -> Threshold
     stored = loaded.threshold
     if stored is None:
         raise UsageError(
-            f"weights file {loaded.path} carries no threshold; pass --threshold with the smoothed score above "
+            f"weights file {loaded.path} carries no threshold; pass --threshold with the smoothed score "
+            "above "
             "which a frame is abnormal."
         )
     return ThresholdChoice(float(stored.value), f"weights file: {stored.source}", float(stored.sigma))
@@ -144,6 +145,8 @@ def detect(
 def _check_options(options: DetectOptions) -> None:
     if options.batch_size < 1:
         raise UsageError(f"--batch must be 1 or more, not {options.batch_size}.")
+    if options.runtime not in RUNTIMES:
+        raise UsageError(f"--runtime must be one of {', '.join(RUNTIMES)}, not '{options.runtime}'.")
     if options.workers < 1:
         raise UsageError(f"--workers must be 1 or more, not {options.workers}.")
     if options.sigma is not None and not (math.isfinite(options.sigma) and options.sigma >= 0):

@@ -107,8 +107,10 @@ class ScoreLevelCheck:
             return None
         seconds = len(self.scores) / self.fps
         return (
-            f"the first {seconds:.1f} s score a median of {level:.3g}, above the 99th percentile ({self.normal.p99:.3g}) "
-            f"of the normal footage these weights were checked on (median {self.normal.median:.3g}): for this "
+            f"the first {seconds:.1f} s score a median of {level:.3g}, above the 99th percentile "
+            f"({self.normal.p99:.3g}) "
+            f"of the normal footage these weights were checked on (median {self.normal.median:.3g}): for "
+            "this "
             "model this camera looks abnormal throughout, so its events are not to be trusted; calibrate on "
             f"normal footage of this camera: {calibrate_hint(self.weights)}"
         )

@@ -9,7 +9,8 @@ waiting for their smoothed score are kept (at most the smoothing lag, ``ceil(3 *
 of video needs no more memory than a minute.
 
 Files are smoothed with the centred Gaussian of ``aed eval`` (:class:`aedcli.scoring.CentredSmoother`,
-bit-identical to smoothing the whole clip); live sources use a fixed lag (:class:`aedcli.scoring.LiveSmoother`).
+bit-identical to smoothing the whole clip); live sources use a fixed lag
+(:class:`aedcli.scoring.LiveSmoother`).
 Ctrl-C stops reading and completes the files for the frames already scored.
 """
 
@@ -44,8 +45,8 @@ from aedcli.scoring import (
 from aedcli.video import VideoSource, VideoWriter
 
 READ_AHEAD_BYTES = 256 * 2**20
-"""With an overlay, the read-ahead queue also holds each decoded frame at full size; it is kept under this many
-bytes (at least 2 frames), so a 4K source queues about 10 frames instead of two batches."""
+"""With an overlay, the read-ahead queue also holds each decoded frame at full size; it is kept under this
+many bytes (at least 2 frames), so a 4K source queues about 10 frames instead of two batches."""
 
 ProgressFn = Callable[[int, "int | None"], None]
 """Called in the calling thread after each batch with (frames scored so far, frames expected or None)."""
@@ -112,14 +113,16 @@ def detect_stream(
     info = video.info
     if outputs.overlay is not None and min(info.width, info.height) < 2:
         raise UsageError(
-            f"{info.source} is {info.width}x{info.height} pixels, too small for an overlay video; drop --overlay."
+            f"{info.source} is {info.width}x{info.height} pixels, too small for an overlay video; drop "
+            "--overlay."
         )
     smoother: BatchSmoother
     if info.is_live:
         radius = kernel_radius(sigma)
         if live_lag is not None and not 0 <= live_lag <= radius:
             raise UsageError(
-                f"--live-lag must be between 0 and {radius} frames (the smoothing radius for sigma={sigma:g}), "
+                f"--live-lag must be between 0 and {radius} frames (the smoothing radius for "
+                f"sigma={sigma:g}), "
                 f"not {live_lag}."
             )
         smoother, mode = LiveSmoother(sigma, live_lag), "fixed-lag"
@@ -275,7 +278,7 @@ def _run(
         write_json(outputs.summary, summary)
 
     return DetectResult(
-        info.source, outputs, written, event_list, interrupted, written / elapsed, notes, summary
+        info.source, outputs, written, event_list, interrupted, written / elapsed, summary["notes"], summary
     )
 
 
@@ -301,7 +304,8 @@ def _summary(
     fps = info.fps
     if mode == "centred":
         smoothing = (
-            f"centred Gaussian, sigma={sigma:g} frames (the same smoothing as 'aed eval'); each smoothed score "
+            f"centred Gaussian, sigma={sigma:g} frames (the same smoothing as 'aed eval'); each smoothed "
+            "score "
             f"is known {lag} frames after its frame"
         )
     else:
@@ -323,12 +327,14 @@ def _summary(
         gap = video.missing_frames
         shown = ", ".join(str(n) for n in gap[:5]) + (", ..." if len(gap) > 5 else "")
         all_notes.append(
-            f"the frame folder skips {len(gap)} frame number(s) ({shown}); rows and times count only the frames "
+            f"the frame folder skips {len(gap)} frame number(s) ({shown}); rows and times count only the "
+            "frames "
             "present"
         )
     if codec == "mp4v":
         all_notes.append(
-            "the overlay is MPEG-4 Part 2 (mp4v), which web browsers do not play; install PyAV ('pip install av') "
+            "the overlay is MPEG-4 Part 2 (mp4v), which web browsers do not play; install PyAV ('pip install "
+            "av') "
             "for H.264"
         )
     provenance = {k: v for k, v in (loaded.provenance or {}).items() if is_brief(v)}

@@ -23,6 +23,7 @@ the scores.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +79,8 @@ class EvalReport:
     """Frame-level (and optionally region/track-level) results of one score source on one dataset.
 
     AUCs are fractions in [0, 1]. ``macro_auc`` counts single-class videos as 1.0, ``macro_auc_padded``
-    pads every video with a normal 0 and an abnormal 1 (see :class:`aedcli.evaluation.metrics.MacroConvention`).
+    pads every video with a normal 0 and an abnormal 1 (see
+    :class:`aedcli.evaluation.metrics.MacroConvention`).
     """
 
     dataset: str
@@ -174,7 +176,7 @@ def evaluate_scores(
     ``raw_scores`` maps each test video's name to ``(frame_count,)`` scores; extra names are ignored.
     ``regions`` maps video names to detected regions (a video left out has none) and adds RBDC/TBDC.
     """
-    if sigma < 0:
+    if not (math.isfinite(sigma) and sigma >= 0):
         raise UsageError(f"--sigma must be 0 (no smoothing) or more frames, not {sigma:g}.")
     if normalisation not in NORMALISATIONS:
         raise UsageError(

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from aedcli.data.clips import Dataset
+from aedcli.detect.sources import safe_name
 from aedcli.errors import AedError, UsageError
 from aedcli.evaluation.metrics import Region, read_regions
 
@@ -89,12 +90,14 @@ def read_score_dir(dataset: Dataset, directory: str | Path) -> dict[str, np.ndar
         )
     scores = {}
     for clip in dataset.test:
-        candidates = [directory / f"{clip.name}{suffix}" for suffix in SCORE_SUFFIXES]
+        # 'aed detect' names its files after the video with spaces and other signs replaced (safe_name).
+        names = dict.fromkeys([clip.name, safe_name(clip.name)])
+        candidates = [directory / f"{name}{suffix}" for suffix in SCORE_SUFFIXES for name in names]
         path = next((p for p in candidates if p.is_file()), None)
         if path is None:
             raise AedError(
-                f"score file {candidates[0]} for test video '{clip.name}' is missing; run 'aed detect' on the "
-                f"test videos with --out {directory}, or write one CSV (frame,score) per test video."
+                f"score file {candidates[0]} for test video '{clip.name}' is missing; run 'aed detect' on "
+                f"the test videos with --out {directory}, or write one CSV (frame,score) per test video."
             )
         scores[clip.name] = read_score_csv(path, clip.frame_count)
     return scores

@@ -1,7 +1,7 @@
 """The teachers: slow, careful judges of normal footage whose maps the student learns to reproduce.
 
 - :mod:`~aedcli.teachers.flow`: dense optical flow, what the teachers see of motion;
-- :mod:`~aedcli.teachers.motion`: the motion teacher (speed of areas and solid bodies, at the size of objects);
+- :mod:`~aedcli.teachers.motion`: the motion teacher (speed of areas and of solid bodies, at objects' size);
 - :mod:`~aedcli.teachers.objects`: the object teacher (each moving object against normal objects);
 - :mod:`~aedcli.teachers.maps`: one scale for every teacher, the fine grid, the targets and where they live;
 - :mod:`~aedcli.teachers.files`: teacher files;

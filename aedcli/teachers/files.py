@@ -45,7 +45,12 @@ def load_teacher(path: Path) -> Teacher:
         raise WeightsError(f"teacher file {path} does not exist; train the teachers with 'aed teach'.")
     try:
         payload: Any = torch.load(path, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses a class or function reference as "GLOBAL ..."; garbage bytes fail otherwise.
+        if "global" not in str(exc).lower():
+            raise WeightsError(
+                f"teacher file {path} is truncated or corrupt; train the teachers again."
+            ) from None
         raise WeightsError(
             f"teacher file {path} holds pickled Python objects that could run code, so it was not loaded; "
             "train the teachers again with 'aed teach'."

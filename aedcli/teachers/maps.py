@@ -1,4 +1,4 @@
-"""From teacher scores to the maps the student learns: a fine grid, one scale for every teacher, three targets.
+"""From teacher scores to the maps the student learns: a fine grid, one scale for all teachers, three targets.
 
 Every teacher paints a *fine grid* of cells of :data:`CELL` x :data:`CELL` working pixels (a cell takes the
 largest value painted over it; 0 elsewhere, method.md section 3). Raw values are scaled with statistics of
@@ -8,7 +8,7 @@ training frame rarely exceeds 0.5) and no camera's far-off outlier stretches the
 reduced to the three targets of method.md section 3 by adaptive max-pooling: ``s1`` (1x1), ``m4`` (4x4) and
 ``l16`` (16x16).
 
-One target file per teacher and clip, at ``<run>/targets/<teacher>/<split>/<clip>.npz`` (:class:`TargetPaths`),
+One target file per teacher and clip, ``<run>/targets/<teacher>/<split>/<clip>.npz`` (:class:`TargetPaths`),
 holds ``s1 (N,)``, ``m4 (N, 4, 4)``, ``l16 (N, 16, 16)`` float32 and ``meta`` (a JSON string); it is read with
 ``allow_pickle=False``.
 
@@ -76,7 +76,7 @@ def squash(z: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Normaliser:
-    """Scales a raw score so that the median normal training frame's peak is 0 and the 99th-percentile one 1."""
+    """Scales a raw score: the median normal training frame's peak becomes 0, the 99th-percentile one 1."""
 
     median: float
     p99: float

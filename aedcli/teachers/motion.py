@@ -111,5 +111,5 @@ class MotionTeacher:
 
 
 def _disc(diameter: float) -> np.ndarray:
-    k = max(3, int(round(diameter)) | 1)  # odd, at least 3
+    k = max(3, round(diameter) | 1)  # odd, at least 3
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))

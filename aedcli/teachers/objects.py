@@ -2,9 +2,10 @@
 
 Objects come from motion, not from a detector (none can be downloaded, and a fixed camera needs none):
 the pixels whose flow exceeds :attr:`ObjectConfig.min_speed` are split by direction (eight overlapping
-sectors of two neighbouring 45-degree bins) and each connected region of one sector is an object. Splitting by
-direction keeps apart people who cross each other, and a cyclist from the walkers beside him, which a
-background-subtraction blob merges.
+sectors of two neighbouring 45-degree bins) and each connected region of one sector is an object candidate;
+the largest candidates claim their pixels first, and a candidate mostly claimed already (the same object
+seen from the neighbouring sector, or a piece of it) is dropped. Splitting by direction keeps apart people
+who cross each other, and a cyclist from the walkers beside him, which a background-subtraction blob merges.
 
 Each object is described by its mean velocity ``(vx, vy)`` (working pixels per frame), the median and 90th
 percentile of its speed (log), and its area (log): how fast, which way and how big. Its score is the mean
@@ -67,31 +68,36 @@ def find_objects(flow: np.ndarray, config: ObjectConfig | None = None) -> tuple[
     speed = cv2.magnitude(vx, vy)
     moving = speed > cfg.min_speed
     sector = ((np.arctan2(vy, vx) + np.pi) / (2 * np.pi) * cfg.directions).astype(np.int32) % cfg.directions
-    boxes: list[tuple[float, float, float, float]] = []
-    feats: list[tuple[float, ...]] = []
+    candidates = []  # (area, x, y, w, h, the component's pixels within its box)
     for b in range(cfg.directions):
         mask = (moving & ((sector == b) | (sector == (b + 1) % cfg.directions))).astype(np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         for i in range(1, n):
             x, y, w, h, area = (int(v) for v in stats[i])
-            if area < cfg.min_area:
-                continue
-            inside = labels[y : y + h, x : x + w] == i
-            s = speed[y : y + h, x : x + w][inside]
-            p50, p90 = np.percentile(s, [50, 90])
-            boxes.append((x, y, x + w, y + h))
-            feats.append(
-                (
-                    float(vx[y : y + h, x : x + w][inside].mean()),
-                    float(vy[y : y + h, x : x + w][inside].mean()),
-                    float(np.log1p(p50)),
-                    float(np.log1p(p90)),
-                    float(np.log(area)),
-                )
+            if area >= cfg.min_area:
+                candidates.append((area, x, y, w, h, labels[y : y + h, x : x + w] == i))
+    claimed = np.zeros(speed.shape, bool)
+    boxes: list[tuple[float, float, float, float]] = []
+    feats: list[tuple[float, ...]] = []
+    for area, x, y, w, h, inside in sorted(candidates, key=lambda c: -c[0]):
+        taken = claimed[y : y + h, x : x + w]
+        if np.count_nonzero(taken & inside) > area / 2:
+            continue  # the same object seen from the neighbouring sector, or a piece of a larger one
+        taken |= inside
+        s = speed[y : y + h, x : x + w][inside]
+        p50, p90 = np.percentile(s, [50, 90])
+        boxes.append((x, y, x + w, y + h))
+        feats.append(
+            (
+                float(vx[y : y + h, x : x + w][inside].mean()),
+                float(vy[y : y + h, x : x + w][inside].mean()),
+                float(np.log1p(p50)),
+                float(np.log1p(p90)),
+                float(np.log(area)),
             )
-    return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(feats, np.float32).reshape(
-        -1, len(FEATURES)
-    )
+        )
+    found = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return found, np.asarray(feats, np.float32).reshape(-1, len(FEATURES))
 
 
 class ObjectTeacher:

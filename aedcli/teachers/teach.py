@@ -375,10 +375,7 @@ def teach(
     todo = [c for c in clips if any(not paths.targets(n, c).is_file() for n in teachers)]
     motion = teachers.get(MotionTeacher.name)
     motion = motion if isinstance(motion, MotionTeacher) else None
-    if analyses is not None:
-        known = dict(zip((c.name for c in dataset.train), analyses, strict=True))
-    else:
-        known = {}
+    known = {} if analyses is None else dict(zip((c.name for c in dataset.train), analyses, strict=True))
     pending = [c for c in todo if c.name not in known]
     fresh = analyse_clips(
         pending, run_dir, motion, _objects_config(teachers), workers=workers, progress=progress
@@ -438,8 +435,8 @@ def read_targets(run_dir: Path, teachers: Sequence[str], clip: Clip) -> list[Tar
             ) from None
         if len(t) != clip.frame_count:
             raise AedError(
-                f"teacher target {path} covers {len(t)} frames but video '{clip.name}' has {clip.frame_count}; "
-                "delete it and run 'aed teach' again."
+                f"teacher target {path} covers {len(t)} frames but video '{clip.name}' has "
+                f"{clip.frame_count}; delete it and run 'aed teach' again."
             )
         out.append(t)
     return out

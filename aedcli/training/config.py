@@ -53,10 +53,10 @@ class TrainConfig:
     sigma, percentile: smoothing (frames) and the percentile of held-out normal scores taken as threshold.
     """
 
-    variant: str = "fastaed-xs"
+    variant: str = "fastaed-xxs"
     size: tuple[int, int] | None = None
     pretrain_epochs: int = 4
-    epochs: int = 12
+    epochs: int = 15
     batch: int = 32
     lr: float = 3e-4
     pretrain_lr: float = 1e-3
@@ -129,7 +129,7 @@ class TrainConfig:
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
-    """The mapping in a TOML (``.toml``) or JSON settings file; :class:`UsageError` naming the file otherwise."""
+    """The mapping in a TOML (``.toml``) or JSON settings file; a :class:`UsageError` naming it otherwise."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UsageError(f"settings file {path} does not exist; pass a .toml or .json file.")

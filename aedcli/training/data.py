@@ -29,6 +29,8 @@ TargetArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 MIN_VIDEOS_TO_HOLD_OUT = 8
 """With at least this many training videos, ``auto`` validation holds out whole videos (one in eight)."""
+MIN_CLIP_FRAMES = 7
+"""A held-out slice or a pseudo-anomalous view needs a full stack (frames t - 3 .. t + 3) to show motion."""
 
 
 def split_validation(clips: Sequence[Clip], rule: str, share: float) -> tuple[list[Clip], list[Clip]]:
@@ -54,8 +56,8 @@ def split_validation(clips: Sequence[Clip], rule: str, share: float) -> tuple[li
     for clip in clips:
         held = round(clip.frame_count * share)
         cut = clip.frame_count - held
-        if held < 1 or cut < 1:
-            train.append(clip)  # too short to cut: trains whole
+        if held < MIN_CLIP_FRAMES or cut < MIN_CLIP_FRAMES:
+            train.append(clip)  # too short to cut into two parts that show motion: trains whole
             continue
         train.append(time_slice(clip, 0, cut))
         val.append(time_slice(clip, cut, clip.frame_count))
@@ -67,13 +69,14 @@ def pseudo_anomaly_views(
 ) -> list[Clip]:
     """Every clip played ``k`` times faster for each speed-up, and magnified ``z`` times for each zoom about a
     point drawn (with ``seed``) from the middle of the frame: the views the teachers score as
-    pseudo-anomalies."""
+    pseudo-anomalies. A view too short to show motion (:data:`MIN_CLIP_FRAMES`) is left out."""
     rng = np.random.default_rng(seed)
-    views = [sped_up(c, k) for k in speedups for c in clips if c.frame_count >= 2]
+    views = [sped_up(c, k) for k in speedups for c in clips if -(-c.frame_count // k) >= MIN_CLIP_FRAMES]
     for z in zooms:
         for c in clips:
             centre = (float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.3, 0.7)))
-            views.append(zoomed(c, z, centre))
+            if c.frame_count >= MIN_CLIP_FRAMES:
+                views.append(zoomed(c, z, centre))
     return views
 
 

@@ -1,4 +1,4 @@
-"""Where a training process stands: one process, or one rank of a ``torchrun`` launch (DistributedDataParallel;
+"""Where a training process stands: alone, or one rank of a ``torchrun`` launch (DistributedDataParallel;
 gloo on CPU, NCCL on GPU). Rank 0 writes every file; the others wait for it at barriers.
 
 >>> env = init_distributed("cpu")      # reads RANK / WORLD_SIZE / LOCAL_RANK set by torchrun

@@ -5,7 +5,8 @@ Croitoru et al., "Lightning Fast Video Anomaly Detection via Adversarial Knowled
 learn from normal video alone:
 
 1. *Teachers* (:func:`aedcli.teachers.teach`): fitted on the normal training video, they paint targets for
-   it and for its pseudo-anomalous views (sped up, magnified; :func:`~aedcli.training.data.pseudo_anomaly_views`).
+   it and for its pseudo-anomalous views (sped up, magnified;
+   :func:`~aedcli.training.data.pseudo_anomaly_views`).
 2. *Pre-training*: encoder + transformer + a light decoder reconstruct frame t from the (t, t-3, t+3) stack.
 3. *Distillation*: one head set per teacher regresses that teacher's maps (L_KD), on the training frames,
    their views, and frames with a rectangle of a view pasted in (region mixing); with
@@ -249,7 +250,7 @@ class _Run:
         sampler = DistributedSampler(data, env.world, env.rank, shuffle=shuffle, seed=cfg.seed)
         sampler.set_epoch(epoch)
         data.set_epoch(epoch)
-        # BatchNorm cannot train on a last batch of one frame: drop an incomplete one when there are full ones.
+        # BatchNorm cannot train on a last batch of one frame: drop an incomplete one if there are full ones.
         drop = shuffle and math.ceil(len(data) / env.world) > cfg.batch
         return DataLoader(
             data, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.num_workers, drop_last=drop
@@ -559,7 +560,8 @@ class _Run:
             ) from None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise AedError(
-                f"{path} is not an aed training checkpoint of this version; delete it or choose another --out."
+                f"{path} is not an aed training checkpoint of this version; delete it or choose another "
+                "--out."
             )
         saved, now = TrainConfig.from_dict(state["config"]).to_dict(), self.cfg.to_dict()
         keys = PRETRAIN_KEYS if phase == "pretrain" else tuple(now)
@@ -570,8 +572,8 @@ class _Run:
             changed.append("teachers")
         if changed:
             raise UsageError(
-                f"setting '{changed[0]}' differs from the {phase} checkpoint in {self.ckpt_dir}; use the same "
-                "settings to resume, or choose another --out to start a new run."
+                f"setting '{changed[0]}' differs from the {phase} checkpoint in {self.ckpt_dir}; use the "
+                "same settings to resume, or choose another --out to start a new run."
             )
         state["rng"] = state["rng"].cpu()
         return state

@@ -41,8 +41,9 @@ class VideoWriter:
     Frames go to a hidden temporary file beside ``path`` that is renamed to ``path`` when the ``with`` block
     ends cleanly and deleted when an exception escapes it. Missing parent folders are created. A writer
     closed without any frame leaves no file, since a video without frames cannot be played. ``fps <= 0``
-    writes at 25 fps. ``codec`` is ``"h264"`` (PyAV, when installed; odd sizes are padded by one pixel, as
-    ``yuv420p`` needs even ones) or ``"mp4v"`` (OpenCV); the default takes H.264 when it can.
+    writes at 25 fps. ``codec`` is ``"h264"`` (PyAV, when installed) or ``"mp4v"`` (OpenCV); the default
+    takes H.264 when it can. Both store ``yuv420p``, which needs even sizes: an odd width or height is padded
+    by one pixel (a copy of the last column or row), where OpenCV alone would crop it away.
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], codec: str | None = None) -> None:
@@ -58,6 +59,7 @@ class VideoWriter:
         self.size = (width, height)
         self.codec = codec
         self.frames_written = 0
+        self._pad = (width % 2, height % 2)  # yuv420p needs even sizes
         self._encoder: _Encoder | None = None
         self._atomic = atomic_path(self.path)
 
@@ -72,10 +74,11 @@ class VideoWriter:
                 f"({reason}); choose another output path."
             ) from exc
         try:
+            stored = (self.size[0] + self._pad[0], self.size[1] + self._pad[1])
             self._encoder = (
-                _PyAvEncoder(tmp, self.fps, self.size)
+                _PyAvEncoder(tmp, self.fps, stored)
                 if self.codec == H264
-                else _OpenCvEncoder(tmp, self.fps, self.size)
+                else _OpenCvEncoder(tmp, self.fps, stored)
             )
         except VideoError as error:
             self._atomic.__exit__(VideoError, error, None)  # deletes the temporary file
@@ -95,6 +98,8 @@ class VideoWriter:
             )
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if any(self._pad):
+            frame = cv2.copyMakeBorder(frame, 0, self._pad[1], 0, self._pad[0], cv2.BORDER_REPLICATE)
         self._encoder.write(frame)
         self.frames_written += 1
 
@@ -133,26 +138,27 @@ class _PyAvEncoder(_Encoder):
 
         import av
 
-        width, height = size
-        self.pad = (width % 2, height % 2)  # yuv420p needs even sizes
+        width, height = size  # even
+        container: Any = None
         try:
             options = {"movflags": "+faststart"}
-            self.container: Any = av.open(str(path), mode="w", format="mp4", options=options)
+            container = av.open(str(path), mode="w", format="mp4", options=options)
             rate = Fraction(fps).limit_denominator(1001)
-            self.stream: Any = self.container.add_stream("libx264", rate=rate)
+            self.stream: Any = container.add_stream("libx264", rate=rate)
         except Exception as exc:  # av.error.* or a build without libx264
+            if container is not None:
+                container.close()
             raise VideoError(
                 f"Cannot write {path} as H.264 ({exc}); reinstall PyAV ('pip install av')."
             ) from exc
-        self.stream.width = width + self.pad[0]
-        self.stream.height = height + self.pad[1]
+        self.container: Any = container
+        self.stream.width = width
+        self.stream.height = height
         self.stream.pix_fmt = "yuv420p"
         self.stream.options = {"preset": "veryfast", "crf": "23"}
         self._frame_type = av.VideoFrame
 
     def write(self, frame: np.ndarray) -> None:
-        if any(self.pad):
-            frame = cv2.copyMakeBorder(frame, 0, self.pad[1], 0, self.pad[0], cv2.BORDER_REPLICATE)
         picture = self._frame_type.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
         for packet in self.stream.encode(picture):
             self.container.mux(packet)

@@ -1,4 +1,4 @@
-"""The pasted development set: held-out normal video, faster foreground pasted in, labelled by its mask."""
+"""The development set: held-out normal video, faster foreground pasted in, labelled by its mask."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from aedcli.data import Dataset
-from aedcli.data.pasted import PastedConfig, build_pasted, foreground, load_pasted, plan_events
+from aedcli.data import Dataset, load_dataset
+from aedcli.data.devset import PastedConfig, build_pasted, foreground, load_pasted, plan_events
 from aedcli.data.synthetic import SyntheticConfig, load_synthetic
-from aedcli.errors import DatasetError
+from aedcli.errors import DatasetError, UsageError
 
 SOURCE = SyntheticConfig(seed=3, height=64, width=96, train_videos=4, test_videos=0, frames=48)
 CONFIG = PastedConfig(held_out=2, events=2, speeds=(3,), glides=(4.0,), threshold=20.0)
@@ -106,20 +106,24 @@ def test_too_few_training_videos_are_refused_with_the_count(source: Dataset, tmp
         build_pasted(source, PastedConfig(held_out=4), cache_dir=tmp_path)
 
 
-def test_devset_command_writes_a_folder_dataset_and_refuses_an_existing_out(
-    source: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from aedcli.cli import main
-    from aedcli.data.folder import load_folder
+@pytest.mark.parametrize("name", ["devset:synthetic", "devset:", "devset:devset:ped2"])
+def test_devset_of_a_dataset_without_training_videos_is_refused_naming_an_example(name: str) -> None:
+    with pytest.raises(
+        UsageError, match=r"needs the name of a dataset with training videos, such as devset:ped2"
+    ):
+        load_dataset(name)
 
-    out = tmp_path / "dev"
-    main(["devset", "--dataset", "folder", "--root", str(source.root), "--out", str(out), "--held-out", "2"])
-    made = load_folder(out)
-    assert [c.name for c in made.test] == ["train03_pasted", "train04_pasted"]
-    assert made.has_labels and made.has_masks and "frames abnormal" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as refused:
-        main(["devset", "--dataset", "folder", "--root", str(source.root), "--out", str(out)])
-    assert refused.value.code != 0 and f"{out} already exists" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["devset", "--dataset", "folder", "--root", str(source.root), "--out", str(tmp_path / "d2")])
-    assert "has 4 training videos" in capsys.readouterr().err and not (tmp_path / "d2").exists()
+
+def test_devset_of_a_folder_dataset_builds_from_its_training_videos(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = SyntheticConfig(seed=5, height=48, width=64, train_videos=5, test_videos=0, frames=32)
+    root = load_synthetic(tiny, cache_dir=tmp_path / "source").root
+    monkeypatch.setenv("AED_CACHE", str(tmp_path / "cache"))
+    made = load_dataset("devset:folder", root)
+    assert [c.name for c in made.train] == ["train01"]
+    assert [c.name for c in made.test] == [f"train{i:02d}_pasted" for i in range(2, 6)]
+    assert made.has_labels and made.has_masks
+    assert all(c.labels is not None and c.labels.any() for c in made.test)
+    assert made.root.parent == tmp_path / "cache"  # built in the cache, not beside the source
+    assert load_dataset("devset:folder", root).root == made.root  # and read from there the next time
