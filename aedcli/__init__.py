@@ -5,4 +5,4 @@ object-centric *teachers* (Croitoru et al., "Lightning Fast Video Anomaly Detect
 Knowledge Distillation", arXiv 2211.15597). See ``docs/architecture.md`` for how data flows.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,8 +1,9 @@
 """Helpers of the robustness suite: tiny media and weights made on the fly, and `aed` run as a user runs it.
 
-Every input is generated in the test's own folder (64x48, a dozen frames), so the suite needs no data and
-stays fast. :func:`assert_one_sentence` is the contract every refusal is held to: the documented exit code,
-no traceback, and exactly one line on stderr that names the file and says what to do.
+Every input is generated in the test's own folder (64x48, a dozen frames; 32x48 and 50 frames a clip for
+training), so the suite needs no data and stays fast. :func:`assert_one_sentence` is the contract every
+refusal is held to: the documented exit code, no traceback, and exactly one line on stderr that names the
+file and says what to do.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -19,6 +21,7 @@ import pytest
 import torch
 
 from aedcli.cli.app import main
+from aedcli.files import atomic_path
 from aedcli.model.inputs import InputSpec
 from aedcli.model.student import Student, student_config
 from aedcli.model.weights import Domain, NormalRange, save_weights
@@ -175,3 +178,48 @@ def write_frame_dataset(
             picture[py : py + 8, px : px + 8] = 220
             assert cv2.imwrite(str(folder / f"{t + 1:04d}.png"), picture)
     return root
+
+
+def write_training_dataset(
+    root: Path, clips: int = 3, frames: int = 50, size: tuple[int, int] = (32, 48), seed: int = 0
+) -> Path:
+    """A gray folder dataset to train on (``train/clip01/0001.png``...): a square crossing a still textured
+    background, a pixel a frame, so the teachers find one moving object. Returns ``root``."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    background = cv2.GaussianBlur(rng.integers(40, 110, (h, w)).astype(np.uint8), (3, 3), 0)
+    for c in range(clips):
+        folder = root / "train" / f"clip{c + 1:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        y = int(rng.integers(4, h - 12))
+        for t in range(frames):
+            picture = background.copy()
+            x = min(2 + c + t, w - 8)
+            picture[y : y + 8, x : x + 8] = 200 + (t % 3) * 10
+            assert cv2.imwrite(str(folder / f"{t + 1:04d}.png"), picture)
+    return root
+
+
+def write_settings(
+    path: Path, *, size: tuple[int, int] = (32, 48), pretrain_epochs: int = 1, epochs: int = 1
+) -> Path:
+    """A settings file (``--config``) for seconds of training: the smallest student, a small batch."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"[training]\nvariant = 'fastaed-xxs'\nsize = [{size[0]}, {size[1]}]\nbatch = 4\nbn_batches = 2\n"
+        f"pretrain_epochs = {pretrain_epochs}\nepochs = {epochs}\n"
+        "[teachers]\nheight_sample = 20\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def stale_temporary(final: Path, pid: int) -> Path:
+    """Create the temporary file a writer process ``pid`` of ``final`` on this host leaves when it is killed
+    (named as :func:`aedcli.files.atomic_path` names it, holding a partial write)."""
+    with tempfile.TemporaryDirectory() as scratch, atomic_path(Path(scratch) / "probe") as probe:
+        host = probe.name[len(".probe.") :].split("-", 1)[0]  # host names are kept alphanumeric
+    path = final.parent / f".{final.name}.{host}-{pid}.k1ll3d.tmp{final.suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PK\x03\x04 partial")
+    return path

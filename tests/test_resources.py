@@ -55,3 +55,54 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
     assert on_disk <= listed, f"packages missing from pyproject.toml: {sorted(on_disk - listed)}"
     assert listed - on_disk == {"aedcli.shipped"}, "pyproject.toml lists packages that do not exist"
     assert setuptools["package-dir"] == {"aedcli.shipped": "weights"}
+
+
+@pytest.mark.slow
+def test_a_built_wheel_carries_the_weights_and_finds_them_without_the_repository(tmp_path: Path) -> None:
+    """``pip wheel .`` packs weights/ as aedcli.shipped; unpacked alone, the package finds its weights."""
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("setuptools")
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next(tmp_path.glob("aedcli-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "aedcli/shipped/ped2.pt" in names
+    assert any(n.startswith("aedcli/shipped/ped2-teachers/") and n.endswith(".pt") for n in names)
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = (
+        "from aedcli.resources import default_weights, shipped\n"
+        "from aedcli.model.weights import load_weights\n"
+        "p = default_weights(); load_weights(p); print(p); print(shipped('ped2-teachers'))"
+    )
+    # -I: no working folder or user site on the path, so only the unpacked wheel provides aedcli.
+    env_path = [str(site), *[p for p in sys.path if "site-packages" in p]]
+    found = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys\nsys.path[:0] = {env_path!r}\n{probe}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert found.returncode == 0, found.stderr[-2000:]
+    weights, teachers = found.stdout.split()
+    assert Path(weights).is_relative_to(site) and Path(teachers).is_relative_to(site)

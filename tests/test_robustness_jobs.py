@@ -8,7 +8,11 @@ is written to a temporary name first.
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import pickle
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,17 +32,24 @@ from _robustness_fixtures import (
     files_in,
     run_aed,
     run_aed_process,
+    stale_temporary,
     tiny_weights,
     write_frame_dataset,
+    write_settings,
+    write_training_dataset,
     write_video,
 )
 
-from aedcli.data.clips import Dataset, sped_up
+from aedcli.cli.app import main
+from aedcli.data.clips import Clip, Dataset, sped_up
 from aedcli.data.folder import load_folder
 from aedcli.errors import AedError
 from aedcli.model.inputs import InputSpec
+from aedcli.model.weights import load_weights
 from aedcli.training import budget
+from aedcli.training import run as training_run
 from aedcli.training.budget import (
+    DistillBudget,
     available_memory_bytes,
     check_distill_budget,
     estimate_distill_budget,
@@ -46,14 +57,11 @@ from aedcli.training.budget import (
     free_disk_bytes,
 )
 
+teach_module = importlib.import_module("aedcli.teachers.teach")  # the package exports a `teach` function
+
 SIZE = (32, 48)
 """Frame size (height, width) of the tiny training set."""
 SIZE_ARG = f"{SIZE[0]}x{SIZE[1]}"
-
-TRAINING_PLACEHOLDER = (
-    "PLACEHOLDER: pins a behaviour of `aed teach` / `aed distill` (kill -9, resume, untrusted run files); "
-    "to be written against their run-folder format"
-)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -131,37 +139,280 @@ def test_detect_killed_while_writing_leaves_no_file_at_a_final_name_and_the_same
 # kill -9 of `aed teach` and `aed distill`; untrusted training files
 
 
-def test_teach_killed_while_caching_keeps_only_complete_files_and_resumes_without_redoing_clips() -> None:
+class RunsCommand:
+    """An object whose unpickling runs a shell command: it creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Callable[[str], int], tuple[str]]:
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+@pytest.fixture
+def payload(tmp_path: Path) -> tuple[RunsCommand, Path]:
+    """A pickled-code payload and the file it creates if it ever runs; checked to be live first."""
+    probe = tmp_path / "payload-is-live"
+    pickle.loads(pickle.dumps(RunsCommand(probe)))
+    assert probe.exists(), "the payload does not run its command when unpickled"
+    marker = tmp_path / "code-ran"
+    return RunsCommand(marker), marker
+
+
+@pytest.fixture(scope="module")
+def training_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder dataset of 3 gray training clips of 50 frames, 32x48."""
+    return write_training_dataset(tmp_path_factory.mktemp("robust-training") / "data", size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def taught_run(training_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder after `aed teach`: fitted teachers, analysis cache and targets (copy it before use)."""
+    folder = tmp_path_factory.mktemp("robust-taught")
+    run = folder / "run"
+    main([str(a) for a in teach_args(training_root, run, write_settings(folder / "tiny.toml", size=SIZE))])
+    return run
+
+
+def teach_args(root: Path, run: Path, settings: Path) -> list[str | Path]:
+    """`aed teach` on the folder dataset ``root`` into ``run``, quietly, in one process."""
+    where: list[str | Path] = ["--dataset", "folder", "--root", root, "--out", run]
+    return ["teach", *where, "--config", settings, "-q", "--workers", "1"]
+
+
+def distill_args(root: Path, run: Path, settings: Path, *extra: str) -> list[str | Path]:
+    return ["distill", *teach_args(root, run, settings)[1:], *extra]
+
+
+def copy_run(taught: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(taught, run)
+    return run
+
+
+def temporaries(folder: Path) -> list[Path]:
+    """The temporary files of atomic writes under ``folder``."""
+    return [p for p in files_in(folder) if p.name.startswith(".") and ".tmp" in p.name]
+
+
+def assert_plain_npz(path: Path) -> None:
+    """``path`` opens without unpickling anything and every array in it reads in full."""
+    with np.load(path, allow_pickle=False) as z:
+        assert z.files, f"{path} holds no arrays"
+        for key in z.files:
+            assert z[key].dtype != object, f"{path}:{key}"
+
+
+def poison_npz(path: Path, key: str, obj: object) -> None:
+    """Rewrite the .npz ``path`` with its array ``key`` replaced by an object array holding ``obj``."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    assert key in arrays
+    arrays[key] = np.array([obj], dtype=object)
+    with path.open("wb") as fh:
+        np.savez(fh, **arrays)  # object arrays are pickled into the zip
+    with np.load(path, allow_pickle=False) as z, pytest.raises(ValueError, match="allow_pickle"):
+        z[key]
+
+
+def test_teach_killed_while_caching_keeps_only_complete_files_and_resumes_without_redoing_clips(
+    training_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`aed teach` killed after caching a clip's scores: every kept file is complete, and the rerun scores
     only the clips not cached yet and removes the killed run's temporary files."""
-    pytest.skip(TRAINING_PLACEHOLDER)
+    run = tmp_path / "run"
+    args = teach_args(training_root, run, write_settings(tmp_path / "tiny.toml", size=SIZE))
+    cache = run / "teachers" / "cache"
+
+    def cached() -> bool:
+        return any(p.suffix == ".npz" for p in visible(files_in(cache) + files_in(run / "targets")))
+
+    proc = subprocess.Popen(aed_command(*args), env=aed_env(), stderr=subprocess.PIPE)
+    kill_when(proc, cached, "a clip's analysis was cached")
+
+    kept = visible(files_in(run))
+    assert kept and all(p.suffix == ".npz" and cache in p.parents for p in kept), kept
+    for path in kept:
+        assert_plain_npz(path)
+    stamps = {p: p.stat().st_mtime_ns for p in kept}
+    # What writes cut short by the kill leave, for files the rerun has still to write.
+    finals = [cache / "train" / "clip03.npz", run / "targets" / "motion" / "train" / "clip03.npz"]
+    planted = [stale_temporary(final, proc.pid) for final in finals if not final.exists()]
+    assert planted
+
+    analysed: list[str] = []
+    analyse_clip = teach_module.analyse_clip
+
+    def spy(clip: Clip, *rest: Any) -> Any:
+        analysed.append(clip.name)
+        return analyse_clip(clip, *rest)
+
+    monkeypatch.setattr(teach_module, "analyse_clip", spy)
+    code, _, err = run_aed(args, capsys)
+    assert code == 0, err
+
+    done = {p.stem for p in kept}
+    cached_now = visible(files_in(cache))
+    assert len(cached_now) == 15  # 3 videos and 12 sped-up and magnified views
+    assert sorted(analysed) == sorted(p.stem for p in cached_now if p.stem not in done), "a clip was redone"
+    assert {p: p.stat().st_mtime_ns for p in kept} == stamps, "a complete cache file was rewritten"
+    assert len(visible(files_in(run / "targets"))) == 2 * 15
+    assert all(final.is_file() for final in finals) and not any(p.exists() for p in planted)
+    assert temporaries(run) == [], "the rerun left the killed run's temporary files behind"
+    for path in files_in(run):
+        if path.suffix == ".npz":
+            assert_plain_npz(path)
 
 
-def test_distill_killed_during_pretraining_resumes_after_its_last_finished_epoch() -> None:
+def test_distill_killed_during_pretraining_resumes_after_its_last_finished_epoch(
+    training_root: Path, taught_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`aed distill` killed after its first pre-training checkpoint: the checkpoint is complete, no weights
     exist, and `--resume` keeps the finished epochs and trains only the rest."""
-    pytest.skip(TRAINING_PLACEHOLDER)
+    run = copy_run(taught_run, tmp_path)
+    long = write_settings(tmp_path / "long.toml", size=SIZE, pretrain_epochs=500)
+    checkpoint = run / "checkpoints" / "pretrain.pt"
+
+    proc = subprocess.Popen(
+        aed_command(*distill_args(training_root, run, long)), env=aed_env(), stderr=subprocess.PIPE
+    )
+    kill_when(proc, checkpoint.exists, "the first pre-training checkpoint", limit=150)
+
+    state = torch.load(checkpoint, weights_only=True)
+    done = int(state["epoch"])
+    finished = state["history"]["pretrain"]
+    assert done >= 1 and [r["epoch"] for r in finished] == list(range(1, done + 1))
+    assert not (run / "weights.pt").exists() and not (run / "checkpoints" / "distill.pt").exists()
+    assert visible(files_in(run / "checkpoints")) == [checkpoint]
+
+    rest = write_settings(tmp_path / "rest.toml", size=SIZE, pretrain_epochs=done + 2)
+    code, _, err = run_aed(distill_args(training_root, run, rest, "--resume"), capsys)
+    assert code == 0, err
+
+    history = json.loads((run / "history.json").read_text(encoding="utf-8"))
+    assert [r["epoch"] for r in history["pretrain"]] == list(range(1, done + 3))
+    assert history["pretrain"][:done] == finished, "the finished epochs were trained again"
+    assert [r["epoch"] for r in history["distill"]] == [1]
+    assert load_weights(run / "weights.pt").provenance["epochs"] == {"pretrain": done + 2, "distill": 1}
+    assert temporaries(run) == []
 
 
-def test_distill_refuses_a_checkpoint_carrying_a_pickled_callable_without_running_it() -> None:
+@pytest.mark.parametrize(
+    ("phase", "carries"),
+    [("distill", "object"), ("distill", "function"), ("pretrain", "object")],
+    ids=["distill-object", "distill-function", "pretrain-object"],
+)
+def test_distill_refuses_a_checkpoint_carrying_a_pickled_callable_without_running_it(
+    phase: str,
+    carries: str,
+    payload: tuple[RunsCommand, Path],
+    training_root: Path,
+    taught_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """A checkpoint holding a pickled callable is refused in one sentence naming it; the code never runs."""
-    pytest.skip(TRAINING_PLACEHOLDER)
+    evil, marker = payload
+    run = copy_run(taught_run, tmp_path)
+    checkpoint = run / "checkpoints" / f"{phase}.pt"
+    checkpoint.parent.mkdir()
+    hook = evil if carries == "object" else os.system
+    torch.save({"format": "aed-training-checkpoint", "version": 2, "epoch": 1, "hook": hook}, checkpoint)
+
+    settings = write_settings(tmp_path / "tiny.toml", size=SIZE)
+    code, _, err = run_aed(distill_args(training_root, run, settings, "--resume"), capsys)
+
+    assert_one_sentence(code, err, exit_code=1, names=checkpoint)
+    assert not marker.exists(), "the checkpoint's code ran"
+    assert checkpoint.is_file() and not (run / "weights.pt").exists()
 
 
-def test_distill_refuses_a_teacher_target_carrying_a_pickled_object_without_running_it() -> None:
+def test_distill_refuses_a_teacher_target_carrying_a_pickled_object_without_running_it(
+    payload: tuple[RunsCommand, Path],
+    training_root: Path,
+    taught_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """A teacher target (.npz) holding a pickled object is refused in one sentence naming it."""
-    pytest.skip(TRAINING_PLACEHOLDER)
+    evil, marker = payload
+    run = copy_run(taught_run, tmp_path)
+    target = run / "targets" / "objects" / "train" / "clip02.npz"
+    poison_npz(target, "meta", evil)
+
+    settings = write_settings(tmp_path / "tiny.toml", size=SIZE)
+    code, _, err = run_aed(distill_args(training_root, run, settings), capsys)
+
+    line = assert_one_sentence(code, err, exit_code=1, names=target)
+    assert "teacher target" in line
+    assert not marker.exists(), "the target's code ran"
+    assert not (run / "weights.pt").exists() and not (run / "checkpoints" / "distill.pt").exists()
 
 
-def test_teach_rebuilds_a_box_cache_carrying_a_pickled_object_without_running_it() -> None:
-    """A cached proposals file holding a pickled object is rebuilt as plain arrays; the code never runs."""
-    pytest.skip(TRAINING_PLACEHOLDER)
+def test_teach_rebuilds_an_analysis_cache_carrying_a_pickled_object_without_running_it(
+    payload: tuple[RunsCommand, Path],
+    training_root: Path,
+    taught_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A cached analysis file holding a pickled object is rebuilt as plain arrays; the code never runs."""
+    evil, marker = payload
+    run = copy_run(taught_run, tmp_path)
+    cached = run / "teachers" / "cache" / "train" / "clip02.npz"
+    with np.load(cached, allow_pickle=False) as z:
+        before = {k: z[k] for k in z.files}
+    poison_npz(cached, "motion", evil)
+    # The analysis is read again only for a video still to be painted.
+    targets = [run / "targets" / name / "train" / "clip02.npz" for name in ("motion", "objects")]
+    for target in targets:
+        target.unlink()
+
+    settings = write_settings(tmp_path / "tiny.toml", size=SIZE)
+    code, _, err = run_aed(teach_args(training_root, run, settings), capsys)
+
+    assert code == 0, err
+    assert "1 video(s) painted" in " ".join(err.split())  # the log line may wrap
+    assert not marker.exists(), "the cache's code ran"
+    assert_plain_npz(cached)
+    with np.load(cached, allow_pickle=False) as z:
+        assert sorted(z.files) == sorted(before)
+        for key, array in before.items():
+            assert np.array_equal(z[key], array), key
+    assert all(t.is_file() for t in targets) and temporaries(run) == []
 
 
-def test_distill_refuses_before_writing_anything_when_its_data_cannot_fit() -> None:
+@pytest.mark.parametrize("short", ["free_disk_bytes", "available_memory_bytes"], ids=["disk", "memory"])
+def test_distill_refuses_before_writing_anything_when_its_data_cannot_fit(
+    short: str,
+    training_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`aed distill` whose frame cache cannot fit on disk (or targets in memory) is refused in one sentence
     with both sizes, before it writes any target, cache, checkpoint or weights."""
-    pytest.skip(TRAINING_PLACEHOLDER)
+    monkeypatch.setattr(budget, short, lambda *args: 10_000)
+    needs: list[DistillBudget] = []
+
+    def check(need: DistillBudget) -> DistillBudget:
+        needs.append(need)
+        return check_distill_budget(need)
+
+    monkeypatch.setattr(training_run, "check_distill_budget", check)
+    run = tmp_path / "run"
+    settings = write_settings(tmp_path / "tiny.toml", size=SIZE)
+    code, _, err = run_aed(distill_args(training_root, run, settings), capsys)
+
+    [need] = needs
+    if short == "free_disk_bytes":
+        line = assert_one_sentence(code, err, exit_code=1, names=run / "cache")
+        assert f"needs about {format_bytes(need.cache_bytes)} of disk" in line
+    else:
+        line = assert_one_sentence(code, err, exit_code=1, names="of memory")
+        assert f"needs about {format_bytes(need.memory_bytes)} of memory" in line
+    assert "only 10 kB" in line
+    assert not run.exists(), f"a refused run wrote {files_in(run)}"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -279,8 +279,9 @@ def optimise_for_inference(
     device = torch.device(device)
     dtype = check_precision(precision, device)
     prepared = PreparedModel(fuse_for_inference(model).float(), torch.contiguous_format, ["batchnorm folded"])
-    if device.type == "cpu":
-        # Channels-last lets oneDNN convolve without reordering every activation map.
+    if device.type == "cpu" or dtype != torch.float32:
+        # Channels-last lets oneDNN convolve without reordering every activation map, and is the layout
+        # tensor cores take half-precision convolutions in on a GPU.
         prepared.memory_format = torch.channels_last
         prepared.applied.append("channels-last")
     if device.type == "cpu" and dtype == torch.float32 and onednn:

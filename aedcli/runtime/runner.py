@@ -92,7 +92,10 @@ class StudentRunner:
         # inference_mode only around the call: a generator suspended inside the context would leave it on
         # for the caller's code between batches.
         with torch.inference_mode():
-            x = self.spec.to_tensor(stacks).to(self.device, non_blocking=True)  # (b, 3C, H, W)
+            x = self.spec.to_tensor(stacks)  # (b, 3C, H, W)
+            if self.device.type == "cuda":
+                x = x.pin_memory()  # page-locked, so the copy to the GPU runs asynchronously
+            x = x.to(self.device, non_blocking=True)
             s, m, l = self.forward(x.contiguous(memory_format=self.memory_format))  # noqa: E741
         return BatchMaps(s.float().cpu().numpy(), m.float().cpu().numpy(), l.float().cpu().numpy())
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -165,7 +166,7 @@ def _load_analysis(path: Path, key: str) -> ClipAnalysis | None:
             if str(z["key"]) != key:
                 return None
             return ClipAnalysis(z["motion"], z["rows"], z["features"], tuple(int(v) for v in z["grid"]))
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # damaged: analysed again
 
 

@@ -187,18 +187,21 @@ class _Run:
         self.ckpt_dir = run_dir / "checkpoints"
         self.history: dict[str, list[dict[str, float]]] = {"pretrain": [], "distill": []}
         self.seconds: dict[str, float] = {}
+        self.train_targets: TargetArrays | None = None
+        self.val_targets: TargetArrays | None = None
 
     def execute(self, resume: bool, workers: int, progress: Progress | None) -> DistillResult:
         cfg, env = self.cfg, self.env
-        if env.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
             self._refuse_earlier_run()
         views = [*self.train_views, *self.val_views]
+        # Refused before anything is written: a run that cannot fit leaves no run folder behind.
         need = estimate_distill_budget(
             self.dataset.train, self.spec, len(self.teachers), self.run_dir, batch=cfg.batch, extra=views
         )
         check_distill_budget(need)
+        if env.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
 
         start = time.perf_counter()
         if env.main:
@@ -206,6 +209,9 @@ class _Run:
             self.cache.build(self.dataset.train, views)
         env.barrier()
         self.seconds["teachers_and_frames"] = time.perf_counter() - start
+        # Read every target now: a missing or broken one stops the run before hours of pre-training.
+        self.train_targets = self._targets([*self.train_parts, *self.train_views])
+        self.val_targets = self._targets([*self.val_parts, *self.val_views]) if self.val_parts else None
 
         state = self._load_checkpoint("distill") if resume else None
         student = Student(student_config(cfg.variant, self.spec.in_channels, self.teachers))
@@ -350,17 +356,13 @@ class _Run:
         if first >= cfg.epochs:
             return
 
-        train_clips = [*self.train_parts, *self.train_views]
-        targets = self._targets(train_clips)
-        train_set = self._stacks(train_clips, targets, mix=cfg.region_mix)
+        targets = self.train_targets
+        assert targets is not None  # read by execute() before any training
+        train_set = self._stacks([*self.train_parts, *self.train_views], targets, mix=cfg.region_mix)
         val_set, val_constant = None, math.nan
-        if self.val_parts:
-            val_clips = [*self.val_parts, *self.val_views]
-            val_targets = self._targets(val_clips)
-            val_set, val_constant = (
-                self._stacks(val_clips, val_targets),
-                constant_kd_loss(targets, val_targets),
-            )
+        if self.val_targets is not None:
+            val_set = self._stacks([*self.val_parts, *self.val_views], self.val_targets)
+            val_constant = constant_kd_loss(targets, self.val_targets)
         ddp_student = wrap(student, env)
         ddp_ds = [wrap(d, env) for d in discriminators]
         with EpochProgress(self.quiet) as progress:
