@@ -207,7 +207,7 @@ def write_settings(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         f"[training]\nvariant = 'fastaed-xxs'\nsize = [{size[0]}, {size[1]}]\nbatch = 4\nbn_batches = 2\n"
-        f"pretrain_epochs = {pretrain_epochs}\nepochs = {epochs}\n"
+        f"pretrain_epochs = {pretrain_epochs}\nepochs = {epochs}\nepoch_steps = 4\n"
         "[teachers]\nheight_sample = 20\n",
         encoding="utf-8",
     )

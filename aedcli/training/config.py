@@ -35,7 +35,9 @@ class TrainConfig:
 
     variant, size:  the student (:data:`aedcli.model.student.VARIANTS`) and its input ``(height, width)``;
                     ``None`` = the footage's own size, at most 240 rows (:meth:`InputSpec.for_frames`).
-    pretrain_epochs, epochs: phase 1 (reconstruction) and phase 2 (distillation) epochs.
+    pretrain_epochs, epochs, epoch_steps: phase 1 (reconstruction) and phase 2 (distillation) epochs of
+                    ``epoch_steps`` batches each, drawn from the training data (several passes over short
+                    footage, part of a pass over long footage): training costs the same whatever the length.
     batch, lr, pretrain_lr, weight_decay: Adam's settings; the learning rates fall to a tenth along a cosine
                     over each phase.
     adversarial_weight: weight of the adversarial term (one discriminator per teacher, spectrally
@@ -55,8 +57,9 @@ class TrainConfig:
 
     variant: str = "fastaed-xxs"
     size: tuple[int, int] | None = None
-    pretrain_epochs: int = 4
+    pretrain_epochs: int = 2
     epochs: int = 15
+    epoch_steps: int = 200
     batch: int = 32
     lr: float = 3e-4
     pretrain_lr: float = 1e-3
@@ -80,6 +83,8 @@ class TrainConfig:
             raise UsageError(f"variant '{self.variant}' is unknown; choose one of {', '.join(VARIANTS)}.")
         if self.size is not None and min(self.size) < 32:
             raise UsageError(f"size {self.size[0]}x{self.size[1]} is too small; use at least 32x32.")
+        if self.epoch_steps < 1:
+            raise UsageError(f"epoch_steps must be 1 or more, got {self.epoch_steps}.")
         for name in ("pretrain_epochs", "epochs", "bn_batches", "num_workers"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be 0 or more, got {getattr(self, name)}.")

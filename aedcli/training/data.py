@@ -4,7 +4,8 @@
 - :func:`pseudo_anomaly_views`: every training part sped up and magnified (the student's pseudo-anomalies);
 - :class:`FrameCache`: every recording's frames prepared for the student once (uint8, memory-mapped);
 - :class:`StackDataset`: every frame of some clips as a (t, t-3, t+3) stack with its teachers' targets, with
-  region mixing (:func:`region_mix`).
+  region mixing (:func:`region_mix`);
+- :class:`EpochSampler`: a fixed number of items per epoch, whatever the footage's length.
 
 >>> train, val = split_validation(dataset.train, "auto", 0.15)
 >>> views = pseudo_anomaly_views(train, speedups=(2, 3), zooms=(2.0,), seed=0)
@@ -12,11 +13,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Sampler
 
 from aedcli.data.clips import Clip, sped_up, time_slice, zoomed
 from aedcli.errors import DatasetError, UsageError
@@ -240,3 +242,29 @@ class StackDataset(TorchDataset):
                 j = int(patches[rng.integers(len(patches))])
                 return region_mix(stack, (s[i], m[i], l[i]), self.stack(j), (s[j], m[j], l[j]), rng)
         return stack, s[i], m[i], l[i]
+
+
+class EpochSampler(Sampler[int]):
+    """The items of one epoch: ``items`` of them, whatever the data's size, drawn from shuffled passes over it
+    (seeded by ``seed`` and the epoch, so a resumed run draws what an uninterrupted one would), and shared
+    out among ``world`` processes (``rank`` takes every ``world``-th). Small data is seen several times an
+    epoch, large data in part: an epoch costs the same on one minute of footage as on an hour.
+    """
+
+    def __init__(self, size: int, items: int, *, seed: int = 0, world: int = 1, rank: int = 0) -> None:
+        if size < 1:
+            raise ValueError("an epoch needs at least one item to draw from")
+        self.size, self.items, self.seed, self.world, self.rank = size, items, seed, world, rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        passes = -(-self.items * self.world // self.size)
+        order = np.concatenate([rng.permutation(self.size) for _ in range(passes)])[: self.items * self.world]
+        return iter(order[self.rank :: self.world].tolist())
+
+    def __len__(self) -> int:
+        return self.items

@@ -65,6 +65,7 @@ from aedcli.training.batchnorm import batchnorm_layers, recalibrate_batchnorm
 from aedcli.training.budget import check_distill_budget, estimate_distill_budget
 from aedcli.training.config import TrainConfig
 from aedcli.training.data import (
+    EpochSampler,
     FrameCache,
     StackDataset,
     TargetArrays,
@@ -94,6 +95,7 @@ PRETRAIN_KEYS = (
     "variant",
     "size",
     "batch",
+    "epoch_steps",
     "pretrain_lr",
     "weight_decay",
     "validation",
@@ -250,21 +252,26 @@ class _Run:
     ) -> StackDataset:
         return StackDataset(clips, self.cache, self.spec.offset, targets, mix=mix, seed=self.cfg.seed)
 
-    def _loader(self, data: StackDataset, epoch: int, shuffle: bool = False) -> DataLoader:
+    def _loader(self, data: StackDataset, epoch: int) -> DataLoader:
+        """An epoch of training: ``epoch_steps`` batches per process, drawn afresh each epoch."""
         env, cfg = self.env, self.cfg
-        # The sampler shuffles with seed + epoch, so a resumed run sees the order an uninterrupted one would.
-        sampler = DistributedSampler(data, env.world, env.rank, shuffle=shuffle, seed=cfg.seed)
+        sampler = EpochSampler(
+            len(data), cfg.epoch_steps * cfg.batch, seed=cfg.seed, world=env.world, rank=env.rank
+        )
         sampler.set_epoch(epoch)
         data.set_epoch(epoch)
-        # BatchNorm cannot train on a last batch of one frame: drop an incomplete one if there are full ones.
-        drop = shuffle and math.ceil(len(data) / env.world) > cfg.batch
         return DataLoader(
-            data, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.num_workers, drop_last=drop
+            data, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.num_workers, drop_last=True
         )
 
-    def _frames_per_epoch(self, data: StackDataset) -> int:
-        per_rank = math.ceil(len(data) / self.env.world)
-        return per_rank - per_rank % self.cfg.batch if per_rank > self.cfg.batch else per_rank
+    def _pass(self, data: StackDataset) -> DataLoader:
+        """One pass over held-out data (each process its share), in order."""
+        env = self.env
+        sampler = DistributedSampler(data, env.world, env.rank, shuffle=False)
+        return DataLoader(data, batch_size=self.cfg.batch, sampler=sampler, num_workers=self.cfg.num_workers)
+
+    def _frames_per_epoch(self) -> int:
+        return self.cfg.epoch_steps * self.cfg.batch
 
     # -- phase 1 -----------------------------------------------------------------------------------------
 
@@ -285,13 +292,13 @@ class _Run:
         val_set = self._stacks(self.val_parts) if self.val_parts else None
         ddp_net = wrap(net, env)
         with EpochProgress(self.quiet) as progress:
-            progress.start("pretrain", first, cfg.pretrain_epochs, self._frames_per_epoch(train_set))
+            progress.start("pretrain", first, cfg.pretrain_epochs, self._frames_per_epoch())
             for epoch in range(first, cfg.pretrain_epochs):
                 progress.epoch(epoch + 1, scheduler.get_last_lr()[0])
                 t0 = time.perf_counter()
                 res = pretrain_epoch(
                     ddp_net,
-                    self._loader(train_set, epoch, True),
+                    self._loader(train_set, epoch),
                     self.spec,
                     optimizer,
                     env.device,
@@ -302,11 +309,7 @@ class _Run:
                 row = {"epoch": epoch + 1, "loss": loss / max(frames, 1), "lr": scheduler.get_last_lr()[0]}
                 if val_set is not None:
                     vloss, vframes = env.sum(
-                        list(
-                            validation_loss(
-                                ddp_net, self._loader(val_set, epoch), self.spec, env.device, "pretrain"
-                            )
-                        )
+                        list(validation_loss(ddp_net, self._pass(val_set), self.spec, env.device, "pretrain"))
                     )
                     row["val_loss"] = vloss / max(vframes, 1)
                 scheduler.step()
@@ -366,14 +369,14 @@ class _Run:
         ddp_student = wrap(student, env)
         ddp_ds = [wrap(d, env) for d in discriminators]
         with EpochProgress(self.quiet) as progress:
-            progress.start("distill", first, cfg.epochs, self._frames_per_epoch(train_set))
+            progress.start("distill", first, cfg.epochs, self._frames_per_epoch())
             for epoch in range(first, cfg.epochs):
                 progress.epoch(epoch + 1, scheduler.get_last_lr()[0])
                 t0 = time.perf_counter()
                 res = distill_epoch(
                     ddp_student,
                     ddp_ds,
-                    self._loader(train_set, epoch, True),
+                    self._loader(train_set, epoch),
                     self.spec,
                     optimizer,
                     optimizer_d,
@@ -400,7 +403,7 @@ class _Run:
                     vloss, vframes = env.sum(
                         list(
                             validation_loss(
-                                ddp_student, self._loader(val_set, epoch), self.spec, env.device, "distill"
+                                ddp_student, self._pass(val_set), self.spec, env.device, "distill"
                             )
                         )
                     )
@@ -430,7 +433,7 @@ class _Run:
         their mean): training's moving averages lag behind weights that move fast."""
         if self.cfg.bn_batches <= 0:
             return
-        xs = (x for x, _ in batches(self._loader(train_set, epoch, True), self.spec, self.env.device))
+        xs = (x for x, _ in batches(self._loader(train_set, epoch), self.spec, self.env.device))
         recalibrate_batchnorm(student, xs, self.cfg.bn_batches)
         if self.env.distributed:
             for layer in batchnorm_layers(student):
