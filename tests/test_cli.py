@@ -63,7 +63,8 @@ def test_command_help_shows_no_type_placeholders_or_ranges_and_never_says_round(
 ) -> None:
     text = help_text(command, capsys)
     assert "Usage:" in text and "Options:" in text
-    assert "<bool>" not in text
+    assert not re.search(r"<(bool|str|int|float|list|Path)", text), text  # no Python type names
+    assert "{" not in text.splitlines()[0]  # the usage line names arguments plainly
     assert "[x>=" not in text and "x<=" not in text
     assert not re.search(r"\bround", text, re.IGNORECASE), text
     options = listed_options(text)

@@ -16,6 +16,7 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 
@@ -23,6 +24,21 @@ from aedcli import __version__
 from aedcli.cli import bench, calibrate, detect, distill, evaluate, export, teach
 from aedcli.errors import AedError
 
+
+def _plain_argument_help() -> None:
+    """Arguments appear in help as ``SOURCE``, not ``SOURCE <str>`` in the list and ``{SOURCE}`` in the usage
+    line: recent Typer versions print Python type names there, which mean nothing to a user. Only methods
+    that exist are replaced, so another Typer keeps its own form."""
+    argument = getattr(typer.core, "TyperArgument", None)
+    if argument is None:
+        return
+    if hasattr(argument, "display_type_rich"):
+        argument.display_type_rich = lambda self, ctx: None
+    if hasattr(argument, "_usage_display_name"):
+        argument._usage_display_name = lambda self: self.display_name_raw + ("..." if self.nargs != 1 else "")
+
+
+_plain_argument_help()
 app = typer.Typer(
     name="aed",
     help="Real-time video anomaly detection by adversarial knowledge distillation.",

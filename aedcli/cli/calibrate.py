@@ -38,7 +38,7 @@ def calibrate(
     clips: Annotated[
         list[Path],
         typer.Argument(
-            metavar="CLIPS...",
+            metavar="CLIPS",
             help="Normal footage of the camera to watch: video files, frame folders or folders of videos.",
             show_default=False,
         ),
