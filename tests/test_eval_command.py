@@ -512,3 +512,31 @@ def test_eval_refuses_a_sigma_that_is_not_a_number_of_frames(
 ) -> None:
     code, _, err = run_aed(["eval", "--dataset", "synthetic", "--scores", tmp_path, "--sigma", value], capsys)
     assert code == 2 and "--sigma must be 0" in err
+
+
+def test_eval_of_a_run_folders_teachers_also_scores_the_student_beside_them(
+    tmp_path: Path, synthetic_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from _students import random_student
+
+    from aedcli.data import load_dataset
+    from aedcli.model.inputs import InputSpec
+    from aedcli.model.weights import save_weights
+    from aedcli.teachers import TeachConfig, teach
+
+    dataset = load_dataset("synthetic", synthetic_root)
+    run = tmp_path / "run"
+    teach(dataset, run, TeachConfig(height_sample=50))
+    first = next(iter(dataset.train[0].frames()))
+    spec = InputSpec.for_frames(first.shape[0], first.shape[1], 1)
+    loaded = random_student(spec, variant="fastaed-xxs")
+    save_weights(run / "weights.pt", loaded.model, spec, sigma=3.0, variant="fastaed-xxs")
+    out_json = tmp_path / "eval.json"
+    code = _eval(
+        ["--dataset", "synthetic", "--root", str(synthetic_root), "--teachers", str(run)]
+        + ["--runtime", "torch", "--json", str(out_json)]
+    )
+    capsys.readouterr()
+    assert code == 0
+    rows = json.loads(out_json.read_text())["rows"]
+    assert list(rows)[0] == "student" and "teachers" in rows

@@ -295,9 +295,9 @@ def test_4k_frames_are_resized_before_the_network_so_memory_stays_at_a_few_frame
 
 def test_read_ahead_holds_two_batches_unless_full_size_overlay_frames_would_pass_the_byte_budget() -> None:
     uhd = 3840 * 2160 * 3
-    assert read_ahead_depth(16) == 32 and read_ahead_depth(16, 360 * 240 * 3) == 32
-    assert read_ahead_depth(16, uhd) == READ_AHEAD_BYTES // uhd == 10
-    assert read_ahead_depth(16, 10**10) == 2
+    assert read_ahead_depth(16) == 2 and read_ahead_depth(16, 360 * 240 * 3) == 2
+    assert 2 * 16 * uhd > READ_AHEAD_BYTES and read_ahead_depth(16, uhd) == 1
+    assert read_ahead_depth(1, 10**10) == 1
 
 
 def test_4k_overlay_runs_with_the_shorter_read_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -313,7 +313,7 @@ def test_4k_overlay_runs_with_the_shorter_read_ahead(tmp_path: Path, monkeypatch
     outputs = OutputPaths.plan(tmp_path, "uhd", overlay=True, plot=False)
     source = _GeneratedSource(lambda i: np.roll(uhd, i, axis=1), 3)
     result = stream(source, load_weights(SHIPPED_WEIGHTS), outputs)
-    assert result.frames == 3 and depths == [10]
+    assert result.frames == 3 and depths == [1]
     assert outputs.overlay is not None and len(list(iter_frames(outputs.overlay))) == 3
 
 

@@ -46,8 +46,9 @@ def eval_command(
         typer.Option(
             "--teachers",
             metavar="DIR",
-            help="Also score with the teachers of a run folder (or a folder of teacher files, such as the "
-            "shipped ped2-teachers): one row each and one for their combination.",
+            help="Also score with the teachers of a run folder (then its weights.pt is the student unless "
+            "--weights says otherwise) or of a folder of teacher files, such as the shipped ped2-teachers: "
+            "one row each and one for their combination.",
             show_default=False,
         ),
     ] = None,
@@ -118,7 +119,9 @@ def eval_command(
         raise UsageError("--regions goes with --scores (the regions of those score files).")
     data = load_dataset(dataset, root)
     data.require_labels()
-    with_student = weights is not None or (teachers is None and scores is None)
+    if weights is None and teachers is not None and (teachers / "weights.pt").is_file():
+        weights = teachers / "weights.pt"  # a run folder: its own student beside its teachers
+    with_student = weights is not None or scores is None
     student_path = resolve_weights(weights) if with_student else None
     stored_sigma = load_weights(student_path).sigma if student_path is not None else None
     sigma = float(sigma if sigma is not None else stored_sigma if stored_sigma is not None else DEFAULT_SIGMA)

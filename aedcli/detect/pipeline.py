@@ -45,8 +45,8 @@ from aedcli.scoring import (
 from aedcli.video import VideoSource, VideoWriter
 
 READ_AHEAD_BYTES = 256 * 2**20
-"""With an overlay, the read-ahead queue also holds each decoded frame at full size; it is kept under this
-many bytes (at least 2 frames), so a 4K source queues about 10 frames instead of two batches."""
+"""With an overlay, each queued batch also carries its decoded frames at full size; when two batches of them
+would pass this many bytes (a 4K source at batch 16), the reader queues one batch instead of two."""
 
 ProgressFn = Callable[[int, "int | None"], None]
 """Called in the calling thread after each batch with (frames scored so far, frames expected or None)."""
@@ -87,12 +87,11 @@ class _Pending:
 
 
 def read_ahead_depth(batch_size: int, original_bytes: int = 0) -> int:
-    """Frames the reader may decode ahead of the network: two batches, fewer when each queued item also
-    carries an original frame of ``original_bytes`` for the overlay (see :data:`READ_AHEAD_BYTES`)."""
-    depth = 2 * batch_size
-    if original_bytes > 0:
-        depth = min(depth, max(2, READ_AHEAD_BYTES // original_bytes))
-    return depth
+    """Batches the reader may prepare ahead of the network: two, one when a batch's original frames of
+    ``original_bytes`` each, kept for the overlay, would pass :data:`READ_AHEAD_BYTES`."""
+    if original_bytes > 0 and 2 * batch_size * original_bytes > READ_AHEAD_BYTES:
+        return 1
+    return 2
 
 
 def detect_stream(
@@ -192,25 +191,30 @@ def _run(
 
         spec = runner.spec
 
-        def decode() -> Iterator[tuple[np.ndarray | None, np.ndarray]]:
-            # Runs in the reader thread: colour conversion and resizing overlap the network too.
-            for frame in video.frames():
-                if not first_frame:
-                    first_frame.append(frame)
-                yield (frame if draw else None), spec.prepare(frame)
+        def batches() -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
+            # Runs in the reader thread: decoding, colour conversion, resizing, stacking and scaling all
+            # overlap the network, which the caller's thread runs on the finished batches.
+            originals: deque[np.ndarray] = deque()  # for the overlay: at most a batch and the stack offset
+
+            def prepared() -> Iterator[np.ndarray]:
+                for frame in video.frames():
+                    if not first_frame:
+                        first_frame.append(frame)
+                    if draw:
+                        originals.append(frame)
+                    yield spec.prepare(frame)
+
+            for x in runner.batches(prepared()):
+                yield [originals.popleft() for _ in range(len(x))] if draw else [], x
 
         stop = files.enter_context(StopRequest())
         depth = read_ahead_depth(runner.batch_size, info.width * info.height * info.channels if draw else 0)
-        prefetch = FramePrefetcher(decode(), maxsize=depth, stop=stop.requested)
-
-        def frames_for_model() -> Iterator[np.ndarray]:
-            for original, prepared in prefetch:
-                if original is not None:
-                    pictures.append(original)
-                yield prepared
+        prefetch = FramePrefetcher(batches(), maxsize=depth, stop=stop.requested)
 
         try:
-            for maps in runner.run(frames_for_model()):
+            for originals, x in prefetch:
+                maps = runner.run_array(x)
+                pictures.extend(originals)
                 per_teacher = teacher_scores(maps.s, maps.m, maps.l)  # (b, K) float64
                 best = per_teacher.argmax(axis=1)
                 raw = per_teacher[np.arange(len(best)), best]  # (b,), the eval path's frame scores

@@ -72,6 +72,12 @@ class StudentRunner:
 
     def run(self, frames: Iterable[np.ndarray]) -> Iterator[BatchMaps]:
         """Yield the maps of consecutive batches of ``batch_size`` frames (the last may be shorter)."""
+        for x in self.batches(frames):
+            yield self.run_array(x)
+
+    def batches(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The network inputs of consecutive batches of ``frames``: float32 ``(b, 3*C, H, W)``, each a new
+        array, so a reader thread can build the next while the network runs on this one."""
         spec = self.spec
         stacks = frame_stacks((spec.prepare(f) for f in frames), offset=spec.offset)
         buffer: np.ndarray | None = None  # (batch, 3, H, W[, C]) uint8, reused
@@ -82,21 +88,25 @@ class StudentRunner:
             buffer[n] = stack
             n += 1
             if n == self.batch_size:
-                yield self.run_stacks(buffer)
+                yield spec.to_array(buffer)
                 n = 0
         if n and buffer is not None:
-            yield self.run_stacks(buffer[:n])
+            yield spec.to_array(buffer[:n])
 
     def run_stacks(self, stacks: np.ndarray) -> BatchMaps:
         """The maps of a batch of uint8 stacks ``(b, 3, H, W[, C])`` already prepared by the spec."""
+        return self.run_array(self.spec.to_array(stacks))
+
+    def run_array(self, x: np.ndarray) -> BatchMaps:
+        """The maps of one network input from :meth:`batches`."""
         # inference_mode only around the call: a generator suspended inside the context would leave it on
         # for the caller's code between batches.
         with torch.inference_mode():
-            x = self.spec.to_tensor(stacks)  # (b, 3C, H, W)
+            tensor = torch.from_numpy(x)  # (b, 3C, H, W)
             if self.device.type == "cuda":
-                x = x.pin_memory()  # page-locked, so the copy to the GPU runs asynchronously
-            x = x.to(self.device, non_blocking=True)
-            s, m, l = self.forward(x.contiguous(memory_format=self.memory_format))  # noqa: E741
+                tensor = tensor.pin_memory()  # page-locked, so the copy to the GPU runs asynchronously
+            tensor = tensor.to(self.device, non_blocking=True)
+            s, m, l = self.forward(tensor.contiguous(memory_format=self.memory_format))  # noqa: E741
         return BatchMaps(s.float().cpu().numpy(), m.float().cpu().numpy(), l.float().cpu().numpy())
 
     def score_clip(self, frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

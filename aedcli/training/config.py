@@ -57,7 +57,7 @@ class TrainConfig:
 
     variant: str = "fastaed-xxs"
     size: tuple[int, int] | None = None
-    pretrain_epochs: int = 2
+    pretrain_epochs: int = 4
     epochs: int = 15
     epoch_steps: int = 200
     batch: int = 32

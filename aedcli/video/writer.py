@@ -130,8 +130,11 @@ class _Encoder:
 
 
 class _PyAvEncoder(_Encoder):
-    """H.264 in an mp4 through PyAV: ``yuv420p``, x264's ``veryfast`` preset, ``+faststart`` (the index
-    first, so a browser can start playing before the whole file has arrived)."""
+    """H.264 in an mp4 through PyAV: ``yuv420p``, x264's ``ultrafast`` preset, ``+faststart`` (the index
+    first, so a browser can start playing before the whole file has arrived).
+
+    ``ultrafast`` encodes about twice as fast as ``veryfast`` for files about twice as large at the same
+    quality (crf 23): the overlay must keep up with the detector on a small CPU."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         from fractions import Fraction
@@ -155,7 +158,7 @@ class _PyAvEncoder(_Encoder):
         self.stream.width = width
         self.stream.height = height
         self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"preset": "veryfast", "crf": "23"}
+        self.stream.options = {"preset": "ultrafast", "crf": "23"}
         self._frame_type = av.VideoFrame
 
     def write(self, frame: np.ndarray) -> None:
