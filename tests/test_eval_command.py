@@ -533,10 +533,12 @@ def test_eval_of_a_run_folders_teachers_also_scores_the_student_beside_them(
     save_weights(run / "weights.pt", loaded.model, spec, sigma=3.0, variant="fastaed-xxs")
     out_json = tmp_path / "eval.json"
     code = _eval(
-        ["--dataset", "synthetic", "--root", str(synthetic_root), "--teachers", str(run)]
-        + ["--runtime", "torch", "--json", str(out_json)]
+        [
+            *("--dataset", "synthetic", "--root", str(synthetic_root), "--teachers", str(run)),
+            *("--runtime", "torch", "--json", str(out_json)),
+        ]
     )
     capsys.readouterr()
     assert code == 0
     rows = json.loads(out_json.read_text())["rows"]
-    assert list(rows)[0] == "student" and "teachers" in rows
+    assert next(iter(rows)) == "student" and "teachers" in rows

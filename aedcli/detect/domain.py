@@ -109,9 +109,10 @@ class ScoreLevelCheck:
         return (
             f"the first {seconds:.1f} s score a median of {level:.3g}, above the 99th percentile "
             f"({self.normal.p99:.3g}) "
-            f"of the normal footage these weights were checked on (median {self.normal.median:.3g}): unless "
-            "the video starts with an anomaly, this camera looks abnormal to the model and its events are not "
-            f"to be trusted; calibrate on normal footage of this camera: {calibrate_hint(self.weights)}"
+            f"of the normal footage these weights were checked on (median {self.normal.median:.3g}): "
+            "unless the video starts with an anomaly, this camera looks abnormal to the model and its events "
+            "are not to be trusted; calibrate on normal footage of this camera: "
+            f"{calibrate_hint(self.weights)}"
         )
 
 
