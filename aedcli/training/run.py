@@ -313,22 +313,13 @@ class _Run:
                     )
                     row["val_loss"] = vloss / max(vframes, 1)
                 scheduler.step()
-                row |= {
-                    "frames": int(frames),
-                    "seconds": seconds,
-                    "frames_per_s": frames / max(seconds, 1e-9),
+                state = {
+                    "epoch": epoch + 1,
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
                 }
-                self.history["pretrain"].append(row)
-                self._save_checkpoint(
-                    "pretrain",
-                    {
-                        "epoch": epoch + 1,
-                        "model": net.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                    },
-                )
-                progress.summary("pretrain", row)
+                self._end_epoch("pretrain", row, frames, seconds, state, progress)
 
     # -- phase 2 -----------------------------------------------------------------------------------------
 
@@ -409,24 +400,30 @@ class _Run:
                     )
                     row |= {"val_kd": vloss / max(vframes, 1), "val_kd_constant": val_constant}
                 scheduler.step()
-                row |= {
-                    "frames": int(frames),
-                    "seconds": seconds,
-                    "frames_per_s": frames / max(seconds, 1e-9),
+                state = {
+                    "epoch": epoch + 1,
+                    "student": student.state_dict(),
+                    "discriminators": [d.state_dict() for d in discriminators],
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "optimizer_d": optimizer_d.state_dict() if optimizer_d else None,
                 }
-                self.history["distill"].append(row)
-                self._save_checkpoint(
-                    "distill",
-                    {
-                        "epoch": epoch + 1,
-                        "student": student.state_dict(),
-                        "discriminators": [d.state_dict() for d in discriminators],
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "optimizer_d": optimizer_d.state_dict() if optimizer_d else None,
-                    },
-                )
-                progress.summary("distill", row)
+                self._end_epoch("distill", row, frames, seconds, state, progress)
+
+    def _end_epoch(
+        self,
+        phase: str,
+        row: dict[str, float],
+        frames: float,
+        seconds: float,
+        state: dict[str, Any],
+        progress: EpochProgress,
+    ) -> None:
+        """Record a finished epoch of ``phase`` in the history and its checkpoint, then show its summary."""
+        row |= {"frames": int(frames), "seconds": seconds, "frames_per_s": frames / max(seconds, 1e-9)}
+        self.history[phase].append(row)
+        self._save_checkpoint(phase, state)
+        progress.summary(phase, row)
 
     def _recalibrate(self, student: Student, train_set: StackDataset, epoch: int) -> None:
         """Re-estimate BatchNorm statistics on ``bn_batches`` training batches (each process its share, then
