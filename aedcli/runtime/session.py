@@ -69,6 +69,9 @@ def onnx_session(
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1  # one chain of operators: parallelism is inside each operator
+    # Idle worker threads sleep instead of spinning: the decoding and writing threads of `aed detect` (and
+    # whatever else runs on a small CPU) get the cores between operators.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         options.intra_op_num_threads = int(threads)
     providers = onnx_providers(device)
