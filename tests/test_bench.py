@@ -110,6 +110,15 @@ def test_optimised_runner_gives_the_eval_mode_students_frame_scores(short_clip: 
     assert "batchnorm folded" in info.optimisations
 
 
+def test_onnx_threads_spin_only_for_one_frame_at_a_time() -> None:
+    pytest.importorskip("onnxruntime")
+    loaded = tiny_weights()
+    _, single = make_runner(loaded, runtime="onnx", batch_size=1, threads=1)
+    _, batched = make_runner(loaded, runtime="onnx", batch_size=16, threads=1)
+    assert "idle threads spin" in single.optimisations
+    assert "idle threads sleep" in batched.optimisations
+
+
 def test_onnx_runner_gives_the_torch_runners_frame_scores(short_clip: Path) -> None:
     pytest.importorskip("onnxruntime")
     loaded = tiny_weights()

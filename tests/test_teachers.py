@@ -267,3 +267,13 @@ def test_teachers_of_the_synthetic_dataset_rank_its_anomalies_above_normal_frame
     from aedcli.evaluation.metrics import roc_auc
 
     assert roc_auc(labels, combined) > 0.8
+
+
+def test_every_stage_of_teach_reports_itself_finished(block_dataset: Dataset, tmp_path: Path) -> None:
+    calls: dict[str, tuple[int, int | None]] = {}
+
+    def progress(task: str, done: int, total: int | None) -> None:
+        calls[task] = (done, total)
+
+    teach(block_dataset, tmp_path, TeachConfig(height_sample=50), progress=progress)
+    assert calls and all(total is not None and done == total for done, total in calls.values()), calls

@@ -89,7 +89,10 @@ def make_runner(
             model_bytes = load_onnx_file(onnx_file, loaded.spec)
         else:
             _, model_bytes = export_onnx(loaded, None)
-        session = onnx_session(model_bytes, threads=threads, device=device)
+        # One frame at a time, operators are short and waking idle threads dominates: let them spin. Larger
+        # batches share the cores with the decoding and writing threads instead.
+        spinning = batch_size == 1
+        session = onnx_session(model_bytes, threads=threads, device=device, spinning=spinning)
         chunk = CPU_CHUNK if torch_device.type == "cpu" else None
         # Input batches are built on the host and handed to onnxruntime, which copies them to a GPU itself.
         runner = StudentRunner(OnnxStudent(session, chunk), loaded.spec, batch_size=batch_size)
@@ -98,7 +101,11 @@ def make_runner(
             device,
             precision,
             threads if threads is not None else os.cpu_count() or 1,
-            ["onnxruntime graph optimisations: all", "batchnorm folded at export"],
+            [
+                "onnxruntime graph optimisations: all",
+                "batchnorm folded at export",
+                f"idle threads {'spin' if spinning else 'sleep'}",
+            ],
             [],
             list(session.get_providers()),
         )

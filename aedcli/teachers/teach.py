@@ -279,6 +279,8 @@ def fit_teachers(
     if MotionTeacher.name in config.teachers:
         height = object_height(train, config.objects, config.height_sample, config.seed)
         motion = MotionTeacher(height, config.motion)
+    if progress:
+        progress("object height", 1, 1)  # done: the bar stops its clock
     analyses = analyse_clips(train, run_dir, motion, config.objects, workers=workers, progress=progress)
     teachers: dict[str, Teacher] = {}
     if motion is not None:
