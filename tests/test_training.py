@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
+from _robustness_fixtures import write_training_dataset
 
 from aedcli.cli.app import main
 from aedcli.data.clips import Clip, Dataset, sped_up, time_slice
@@ -43,19 +43,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def write_dataset(root: Path, clips: int = 3, frames: int = 50, seed: int = 0) -> Dataset:
     """A gray folder dataset: a square crossing a textured background at a pixel a frame, left to right."""
-    rng = np.random.default_rng(seed)
-    h, w = SIZE
-    background = cv2.GaussianBlur(rng.integers(40, 110, (h, w)).astype(np.uint8), (3, 3), 0)
-    for c in range(clips):
-        folder = root / "train" / f"clip{c + 1:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        y = int(rng.integers(4, h - 12))
-        for t in range(frames):
-            frame = background.copy()
-            x = min(2 + c + t, w - 8)
-            frame[y : y + 8, x : x + 8] = 200 + (t % 3) * 10
-            cv2.imwrite(str(folder / f"{t + 1:04d}.png"), frame)
-    return load_folder(root)
+    return load_folder(write_training_dataset(root, clips, frames, SIZE, seed))
 
 
 def tiny(**kw: object) -> TrainConfig:

@@ -154,7 +154,6 @@ def _run(
     level = ScoreLevelCheck(loaded.normal, fps, weights_name)
     notes: list[str] = []
     waiting: deque[_Pending] = deque()  # scored frames not yet smoothed, oldest first
-    pictures: deque[np.ndarray] = deque()  # decoded frames not yet scored (overlay only)
     first_frame: list[np.ndarray] = []
     scored = written = 0
     interrupted = False
@@ -189,22 +188,20 @@ def _run(
             csv.write(rows)
             written += len(ready)
 
-        spec = runner.spec
-
         def batches() -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
             # Runs in the reader thread: decoding, colour conversion, resizing, stacking and scaling all
             # overlap the network, which the caller's thread runs on the finished batches.
             originals: deque[np.ndarray] = deque()  # for the overlay: at most a batch and the stack offset
 
-            def prepared() -> Iterator[np.ndarray]:
+            def decoded() -> Iterator[np.ndarray]:
                 for frame in video.frames():
                     if not first_frame:
                         first_frame.append(frame)
                     if draw:
                         originals.append(frame)
-                    yield spec.prepare(frame)
+                    yield frame
 
-            for x in runner.batches(prepared()):
+            for x in runner.batches(decoded()):
                 yield [originals.popleft() for _ in range(len(x))] if draw else [], x
 
         stop = files.enter_context(StopRequest())
@@ -214,7 +211,6 @@ def _run(
         try:
             for originals, x in prefetch:
                 maps = runner.run_array(x)
-                pictures.extend(originals)
                 per_teacher = teacher_scores(maps.s, maps.m, maps.l)  # (b, K) float64
                 best = per_teacher.argmax(axis=1)
                 raw = per_teacher[np.arange(len(best)), best]  # (b,), the eval path's frame scores
@@ -232,7 +228,7 @@ def _run(
                             l_map=finest[i].copy()
                             if finest is not None
                             else None,  # copy: don't pin the batch
-                            frame=pictures.popleft() if draw else None,
+                            frame=originals[i] if draw else None,
                         )
                     )
                 scored += b
@@ -246,7 +242,6 @@ def _run(
             prefetch.close()
         interrupted = interrupted or stop.requested.is_set()
         emit(smoother.flush())
-        pictures.clear()
         if sink is not None:
             sink.close()
         csv.finish()

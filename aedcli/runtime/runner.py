@@ -1,7 +1,7 @@
 """Running the student over frames: the one path shared by ``eval``, ``detect``, ``bench`` and training.
 
 Frames stream through ``InputSpec.prepare`` (resize / colour) -> :func:`aedcli.video.frame_stacks`
-(t, t-3, t+3) -> batches -> ``InputSpec.to_tensor`` -> the network, in bounded memory (one batch of stacks
+(t, t-3, t+3) -> batches -> ``InputSpec.to_array`` -> the network, in bounded memory (one batch of stacks
 plus the stack window). The network is any callable that maps a ``(B, 3C, H, W)`` tensor to
 :class:`~aedcli.model.student.StudentMaps`: the optimised PyTorch student or an ONNX Runtime session (built by
 :func:`aedcli.runtime.make_runner`), so every command scores a clip the same way. Frame scores follow
@@ -92,10 +92,6 @@ class StudentRunner:
                 n = 0
         if n and buffer is not None:
             yield spec.to_array(buffer[:n])
-
-    def run_stacks(self, stacks: np.ndarray) -> BatchMaps:
-        """The maps of a batch of uint8 stacks ``(b, 3, H, W[, C])`` already prepared by the spec."""
-        return self.run_array(self.spec.to_array(stacks))
 
     def run_array(self, x: np.ndarray) -> BatchMaps:
         """The maps of one network input from :meth:`batches`."""
