@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -78,6 +79,15 @@ def test_a_high_map_cell_colours_only_its_own_region_of_the_frame() -> None:
     assert not changed[H // 4 :, :].any() and not changed[:, W // 4 :].any()
     # The hottest colour of the JET map is red: red rises and blue falls where the map is high.
     assert int(out[1, 1, 2]) > int(frame[1, 1]) and int(out[1, 1, 0]) < int(frame[1, 1])
+
+
+def test_map_colours_are_those_of_the_opencv_colour_map_at_the_style_opacity() -> None:
+    frame = np.full((H, W), 100, np.uint8)
+    cells = np.full((16, 16), STYLE.map_high * 2)  # every cell at the hottest colour, full opacity
+    out = blend_anomaly_map(frame, cells, STYLE)
+    hottest = cv2.applyColorMap(np.array([[255]], np.uint8), STYLE.colormap)[0, 0].astype(float)
+    expected = (1 - STYLE.alpha) * 100 + STYLE.alpha * hottest
+    np.testing.assert_allclose(out[H // 2, W // 2], expected, atol=1.0)
 
 
 def test_alarm_border_is_drawn_only_when_the_score_is_above_the_threshold() -> None:

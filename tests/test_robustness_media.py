@@ -317,6 +317,31 @@ def test_4k_overlay_runs_with_the_shorter_read_ahead(tmp_path: Path, monkeypatch
     assert outputs.overlay is not None and len(list(iter_frames(outputs.overlay))) == 3
 
 
+def test_opencv_runs_on_the_pipeline_threads_only_during_a_run_and_is_restored_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    real = pipeline_module.annotate_frame
+
+    def recording(*args: Any) -> np.ndarray:
+        seen.append(cv2.getNumThreads())  # a process-wide setting, read from the writer thread
+        return real(*args)
+
+    monkeypatch.setattr(pipeline_module, "annotate_frame", recording)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+        outputs = OutputPaths.plan(tmp_path, "clip", overlay=True, plot=False)
+        stream(
+            _GeneratedSource(lambda i: np.roll(frame, i, axis=1), 4), load_weights(SHIPPED_WEIGHTS), outputs
+        )
+        assert seen == [1, 1, 1, 1]
+        assert cv2.getNumThreads() == 2
+    finally:
+        cv2.setNumThreads(before)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Colour modes the weights were not trained on: converted, with the scores of a converted copy
 

@@ -555,6 +555,24 @@ def test_video_writer_rejects_an_unknown_codec(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("codec", ["h264", "mp4v"])
+def test_video_writer_keeps_colours(tmp_path: Path, codec: str) -> None:
+    if codec == "h264" and not h264_available():
+        pytest.skip("PyAV is not installed")
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 220, 255), (128, 128, 128)]  # BGR
+    frame = np.zeros((H, W, 3), np.uint8)
+    band = W // len(colours)
+    for i, colour in enumerate(colours):
+        frame[:, i * band : (i + 1) * band] = colour
+    with VideoWriter(tmp_path / "colours.mp4", fps=25, size=(W, H), codec=codec) as writer:
+        for _ in range(3):
+            writer.write(frame)
+    decoded = read_all(tmp_path / "colours.mp4")[0][0].astype(int)
+    for i, colour in enumerate(colours):  # the middle of each band, away from chroma edges
+        got = decoded[H // 2, i * band + band // 2]
+        assert np.abs(got - np.array(colour)).max() <= 12, (colour, got.tolist())
+
+
+@pytest.mark.parametrize("codec", ["h264", "mp4v"])
 def test_video_writer_pads_odd_frame_sizes_by_one_pixel(tmp_path: Path, codec: str) -> None:
     if codec == "h264" and not h264_available():
         pytest.skip("PyAV is not installed")

@@ -29,7 +29,7 @@ from aedcli.detect.domain import ScoreLevelCheck, footage_notes, short_clip_note
 from aedcli.detect.outputs import SCORE_MEANING, ScoreCsv, ScoredFrame, is_brief, plot_timeline, write_json
 from aedcli.detect.overlay import OverlayStyle, annotate_frame, overlay_size
 from aedcli.detect.sources import OutputPaths
-from aedcli.detect.threads import BackgroundSink, FramePrefetcher, StopRequest
+from aedcli.detect.threads import BackgroundSink, FramePrefetcher, StopRequest, opencv_single_threaded
 from aedcli.errors import UsageError
 from aedcli.model.weights import LoadedWeights
 from aedcli.runtime import RunnerInfo, StudentRunner
@@ -160,6 +160,7 @@ def _run(
     started = time.perf_counter()
 
     with ExitStack() as files:
+        files.enter_context(opencv_single_threaded())
         csv = files.enter_context(ScoreCsv(outputs.csv, fps, loaded.config.teachers))
         sink: BackgroundSink | None = None
         codec = None

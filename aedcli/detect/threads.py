@@ -3,7 +3,8 @@
 - :class:`FramePrefetcher`: decodes (and prepares) frames ahead of the network into a bounded queue;
 - :class:`BackgroundSink`: draws and encodes the overlay video behind the network, through a bounded queue,
   so encoding a second video no longer halves the frame rate;
-- :class:`StopRequest`: Ctrl-C as a request to stop cleanly (files completed for the frames done).
+- :class:`StopRequest`: Ctrl-C as a request to stop cleanly (files completed for the frames done);
+- :func:`opencv_single_threaded`: OpenCV's own worker pool switched off while these threads run.
 
 Errors in a thread are handed to the caller's thread and raised there.
 """
@@ -15,8 +16,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+import cv2
 
 from aedcli.video import DEFAULT_TIMEOUT_S
 
@@ -91,6 +95,22 @@ class FramePrefetcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def opencv_single_threaded() -> Iterator[None]:
+    """Run OpenCV calls on the calling thread only, for the duration of the block.
+
+    The pipeline already keeps every core busy with its own threads (reader, network, writer); OpenCV's worker
+    pool, splitting each small resize or colour conversion across cores, then only adds hand-offs and spinning
+    that take CPU time from the network. The previous setting is restored afterwards.
+    """
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 class StopRequest:
