@@ -128,8 +128,11 @@ def aed_command(*args: str | Path) -> list[str]:
 
 
 def aed_env() -> dict[str, str]:
-    """The environment of a separate ``aed`` process: one thread (the machine is small and shared)."""
-    return os.environ | {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    """The environment of a separate ``aed`` process: a shell's, with one thread (the machine is small and
+    shared). OpenCV settings that in-process runs of ``aed`` left in this process's environment are dropped,
+    so the process quiets OpenCV itself, as it must from a user's shell."""
+    shell = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+    return shell | {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
 def run_aed_process(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

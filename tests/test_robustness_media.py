@@ -317,8 +317,9 @@ def test_4k_overlay_runs_with_the_shorter_read_ahead(tmp_path: Path, monkeypatch
     assert outputs.overlay is not None and len(list(iter_frames(outputs.overlay))) == 3
 
 
-def test_opencv_runs_on_the_pipeline_threads_only_during_a_run_and_is_restored_after(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("size", "threads"), [((120, 160), 1), ((1080, 1920), 2)])
+def test_opencv_runs_on_the_pipeline_threads_only_for_small_pictures_and_is_restored_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int], threads: int
 ) -> None:
     seen: list[int] = []
     real = pipeline_module.annotate_frame
@@ -331,12 +332,12 @@ def test_opencv_runs_on_the_pipeline_threads_only_during_a_run_and_is_restored_a
     before = cv2.getNumThreads()
     cv2.setNumThreads(2)
     try:
-        frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+        frame = np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)
         outputs = OutputPaths.plan(tmp_path, "clip", overlay=True, plot=False)
         stream(
             _GeneratedSource(lambda i: np.roll(frame, i, axis=1), 4), load_weights(SHIPPED_WEIGHTS), outputs
         )
-        assert seen == [1, 1, 1, 1]
+        assert seen == [threads] * 4
         assert cv2.getNumThreads() == 2
     finally:
         cv2.setNumThreads(before)

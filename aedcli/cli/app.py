@@ -89,9 +89,15 @@ def main(argv: list[str] | None = None) -> None:
     if not debug:
         # OpenCV and FFmpeg print their own messages ("moov atom not found", "Camera index out of range")
         # around aed's one-sentence error; keep them quiet unless --debug or the user's own setting asks.
+        quiet_opencv = "OPENCV_LOG_LEVEL" not in os.environ
         os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
         os.environ.setdefault("OPENCV_VIDEOIO_DEBUG", "0")
+        if quiet_opencv:
+            # OpenCV was imported (with the commands) before this point and read its log level then.
+            import cv2
+
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
         # Outside standalone mode Click returns a command's typer.Exit code instead of exiting.
         code = app(args=argv, standalone_mode=False)

@@ -43,6 +43,7 @@ from aedcli.scoring import (
     teacher_scores,
 )
 from aedcli.video import VideoSource, VideoWriter
+from aedcli.video.writer import SINGLE_THREAD_PIXELS
 
 READ_AHEAD_BYTES = 256 * 2**20
 """With an overlay, each queued batch also carries its decoded frames at full size; when two batches of them
@@ -160,7 +161,9 @@ def _run(
     started = time.perf_counter()
 
     with ExitStack() as files:
-        files.enter_context(opencv_single_threaded())
+        if info.width * info.height <= SINGLE_THREAD_PIXELS:
+            # Small pictures: OpenCV's own worker pool costs more in hand-offs than it saves (see threads.py).
+            files.enter_context(opencv_single_threaded())
         csv = files.enter_context(ScoreCsv(outputs.csv, fps, loaded.config.teachers))
         sink: BackgroundSink | None = None
         codec = None

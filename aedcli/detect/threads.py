@@ -4,7 +4,8 @@
 - :class:`BackgroundSink`: draws and encodes the overlay video behind the network, through a bounded queue,
   so encoding a second video no longer halves the frame rate;
 - :class:`StopRequest`: Ctrl-C as a request to stop cleanly (files completed for the frames done);
-- :func:`opencv_single_threaded`: OpenCV's own worker pool switched off while these threads run.
+- :func:`opencv_single_threaded`: OpenCV's own worker pool switched off while these threads run (for
+  pictures up to 720p, where its hand-offs cost more than they save).
 
 Errors in a thread are handed to the caller's thread and raised there.
 """

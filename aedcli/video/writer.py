@@ -28,6 +28,8 @@ from aedcli.files import atomic_path
 DEFAULT_FPS = 25.0
 H264 = "h264"
 MP4V = "mp4v"
+SINGLE_THREAD_PIXELS = 1280 * 720
+"""Pictures up to this size are encoded on one thread (see :class:`_PyAvEncoder`)."""
 
 
 def h264_available() -> bool:
@@ -159,7 +161,10 @@ class _PyAvEncoder(_Encoder):
         self.stream.height = height
         self.stream.pix_fmt = "yuv420p"
         self.stream.options = {"preset": "ultrafast", "crf": "23"}
-        self.stream.codec_context.thread_count = 1
+        if width * height <= SINGLE_THREAD_PIXELS:
+            # Up to 720p one x264 thread keeps up with the detector and spends less CPU than several, which
+            # on a small machine is CPU the network needs; larger pictures take x264's own threading.
+            self.stream.codec_context.thread_count = 1
         self._frame_type = av.VideoFrame
 
     def write(self, frame: np.ndarray) -> None:
