@@ -42,8 +42,7 @@ from aedcli.scoring import (
     kernel_radius,
     teacher_scores,
 )
-from aedcli.video import VideoSource, VideoWriter
-from aedcli.video.writer import SINGLE_THREAD_PIXELS
+from aedcli.video import SINGLE_THREAD_PIXELS, VideoSource, VideoWriter
 
 READ_AHEAD_BYTES = 256 * 2**20
 """With an overlay, each queued batch also carries its decoded frames at full size; when two batches of them

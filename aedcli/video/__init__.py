@@ -21,12 +21,13 @@ from aedcli.video.sources import (
     to_channels,
 )
 from aedcli.video.stacks import batched, frame_stacks, stack_indices
-from aedcli.video.writer import VideoWriter, h264_available
+from aedcli.video.writer import SINGLE_THREAD_PIXELS, VideoWriter, h264_available
 
 __all__ = [
     "DEFAULT_FPS",
     "DEFAULT_TIMEOUT_S",
     "FRAME_SUFFIXES",
+    "SINGLE_THREAD_PIXELS",
     "STREAM_SCHEMES",
     "OnError",
     "VideoInfo",

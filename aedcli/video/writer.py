@@ -168,8 +168,8 @@ class _PyAvEncoder(_Encoder):
         self._frame_type = av.VideoFrame
 
     def write(self, frame: np.ndarray) -> None:
-        # OpenCV's BGR -> I420 conversion (BT.601, the same as FFmpeg's default) is several times faster
-        # than letting FFmpeg's scaler do it, and the overlay's frame rate depends on it.
+        # OpenCV's BGR -> I420 conversion (BT.601, as FFmpeg's default) costs less CPU than FFmpeg's scaler
+        # (about 0.2 ms less for a 360x270 picture), and the overlay's frame rate depends on it.
         planes = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)
         picture = self._frame_type.from_ndarray(planes, format="yuv420p")
         for packet in self.stream.encode(picture):
