@@ -33,11 +33,11 @@ from aedcli.detect.domain import is_colour
 from aedcli.errors import AedError, UsageError
 from aedcli.model.weights import Domain, LoadedWeights, NormalRange, save_weights
 from aedcli.runtime import StudentRunner
-from aedcli.scoring import Threshold, threshold_from_normal, threshold_source
+from aedcli.scoring import MIN_THRESHOLD_FRAMES, Threshold, threshold_from_normal, threshold_source
 from aedcli.video import open_video
 
 DEFAULT_PERCENTILE = 99.0
-MIN_FRAMES = 200
+MIN_FRAMES = MIN_THRESHOLD_FRAMES
 """Fewest frames calibration accepts: the 99th percentile of fewer rests on one or two frames."""
 ADVISED_SECONDS = 60.0
 """Footage shorter than this (or a single clip) is accepted with a note: the threshold may move with more."""

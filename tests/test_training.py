@@ -191,10 +191,14 @@ def test_the_students_adversarial_step_does_not_move_the_discriminators() -> Non
 
 
 def test_a_run_on_one_short_video_trains_validates_on_its_last_slice_and_writes_usable_weights(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     one = write_dataset(tmp_path / "one", clips=1, frames=60)
     result = distill(one, tmp_path / "run", tiny(), TEACH, quiet=True)
+    # Nine held-out frames cannot carry a 99th percentile: the run says so and how to calibrate.
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the threshold rests on 9 normal frames" in err
+    assert f"aed calibrate NORMAL_CLIPS... --weights {result.weights}" in err
     loaded = load_weights(result.weights)
     assert loaded.config.teachers == ("motion", "objects")
     assert loaded.provenance["validation_parts"] == ["clip01_f51-60"]

@@ -18,10 +18,17 @@ from aedcli.scoring.smoothing import (
     kernel_radius,
     smooth_scores,
 )
-from aedcli.scoring.thresholds import Threshold, per_video_minmax, threshold_from_normal, threshold_source
+from aedcli.scoring.thresholds import (
+    MIN_THRESHOLD_FRAMES,
+    Threshold,
+    per_video_minmax,
+    threshold_from_normal,
+    threshold_source,
+)
 
 __all__ = [
     "DEFAULT_SIGMA",
+    "MIN_THRESHOLD_FRAMES",
     "BatchSmoother",
     "CentredSmoother",
     "Event",

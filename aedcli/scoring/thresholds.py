@@ -20,6 +20,9 @@ import numpy as np
 from aedcli.scoring.frame_scores import as_numpy
 from aedcli.scoring.smoothing import smooth_scores
 
+MIN_THRESHOLD_FRAMES = 200
+"""Fewest normal frames a 99th-percentile threshold should rest on: with fewer, one or two frames set it."""
+
 
 @dataclass(frozen=True)
 class Threshold:

@@ -57,7 +57,7 @@ from aedcli.model.inputs import InputSpec
 from aedcli.model.student import Discriminator, PretrainNet, Student, count_params, student_config
 from aedcli.model.weights import Domain, NormalRange, save_weights
 from aedcli.runtime.runner import StudentRunner
-from aedcli.scoring import Threshold, threshold_from_normal
+from aedcli.scoring import MIN_THRESHOLD_FRAMES, Threshold, threshold_from_normal
 from aedcli.teachers import TeachConfig, read_targets, teach
 from aedcli.teachers.maps import TargetPaths
 from aedcli.teachers.teach import Progress
@@ -114,6 +114,16 @@ class DistillResult:
     history: dict[str, list[dict[str, float]]]
     threshold: Threshold | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+def few_frames_warning(frames: int, weights: Path) -> str:
+    """What ``distill`` says when its threshold rests on fewer than :data:`MIN_THRESHOLD_FRAMES` frames."""
+    return (
+        f"warning: the threshold rests on {frames} normal frames held out from training, under "
+        f"{MIN_THRESHOLD_FRAMES}, so one or two frames set it; before trusting its alarms, calibrate it on a "
+        f"few minutes of this camera's normal footage: aed calibrate NORMAL_CLIPS... --weights {weights} "
+        "--out my_camera.pt"
+    )
 
 
 def input_spec(dataset: Dataset, cfg: TrainConfig) -> InputSpec:
@@ -519,6 +529,8 @@ class _Run:
             variant=cfg.variant,
         )
         self._write_history()
+        if scores.size < MIN_THRESHOLD_FRAMES:
+            print(few_frames_warning(int(scores.size), path), file=sys.stderr)
         return threshold, path
 
     # -- checkpoints -------------------------------------------------------------------------------------
