@@ -84,14 +84,16 @@ def overlay_size(width: int, height: int) -> tuple[int, int]:
     return width, height + strip_height(width, height)
 
 
-def to_bgr(frame: np.ndarray) -> np.ndarray:
-    """A BGR copy of a gray ``(H, W)`` or BGR ``(H, W, 3)`` uint8 frame."""
-    if frame.ndim == 2:
-        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+def to_bgr(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A BGR copy of a gray ``(H, W)`` or BGR ``(H, W, 3)`` uint8 frame, written into ``out`` (a BGR array of
+    the frame's size) when given, without a temporary."""
+    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
+        return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2BGR, dst=out)
     if frame.ndim == 3 and frame.shape[2] == 3:
-        return frame.copy()
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        return cv2.cvtColor(frame[:, :, 0], cv2.COLOR_GRAY2BGR)
+        if out is None:
+            return frame.copy()
+        np.copyto(out, frame)
+        return out
     raise ValueError(f"expected a (H, W) or (H, W, 3) frame, got shape {frame.shape}")
 
 
@@ -142,7 +144,7 @@ def annotate_frame(
     h, w = frame.shape[:2]
     out = np.empty((overlay_size(w, h)[1], w, 3), np.uint8)
     picture = out[:h]
-    _copy_bgr(frame, picture)
+    to_bgr(frame, out=picture)
     _blend_map_inplace(picture, anomaly_map, style)
     _draw_label_inplace(picture, score, threshold)
     if score > threshold:
@@ -154,19 +156,6 @@ def annotate_frame(
 
 
 # --- drawing onto an array the caller owns -----------------------------------------------------------------
-
-
-def _copy_bgr(frame: np.ndarray, out: np.ndarray) -> None:
-    """Write a gray or BGR frame into ``out``, the BGR array of its size, without a temporary copy."""
-    if frame.ndim == 3 and frame.shape[2] == 3:
-        np.copyto(out, frame)
-        return
-    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
-        written = cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2BGR, dst=out)
-        if written is not out:  # OpenCV could not write in place (a view it will not take): copy instead
-            out[:] = written
-        return
-    raise ValueError(f"expected a (H, W) or (H, W, 3) frame, got shape {frame.shape}")
 
 
 def _fill(out: np.ndarray, x0: int, y0: int, x1: int, y1: int, colour: tuple[int, int, int]) -> None:
