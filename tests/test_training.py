@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -78,6 +79,8 @@ def test_the_default_settings_are_the_recipe_and_validate() -> None:
         TrainConfig(speedups=(), zooms=())
     with pytest.raises(UsageError, match="unknown training setting 'lr_d'"):
         TrainConfig.from_dict({"lr_d": 1e-3})
+    with pytest.raises(UsageError, match="max_passes must be 0 or a positive number"):
+        TrainConfig(max_passes=-1)
 
 
 def test_a_settings_file_changes_only_what_it_names(tmp_path: Path) -> None:
@@ -308,6 +311,19 @@ def test_the_student_learns_its_teachers_better_than_a_constant_answer(
     assert (
         sum(p.numel() for p in student.parameters()) == load_weights(result.weights).provenance["parameters"]
     )
+
+
+def test_on_short_footage_epochs_shrink_so_no_item_is_drawn_more_than_max_passes_times(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    cfg = tiny(epoch_steps=50, max_passes=0.5)
+    result = distill(dataset, tmp_path / "run", cfg, TEACH, quiet=True)
+    provenance = load_weights(result.weights).provenance
+    plain, views = provenance["train_frames"], provenance["pseudo_anomaly_frames"]
+    pretrain, distilled = (result.history[p][0]["frames"] for p in ("pretrain", "distill"))
+    assert pretrain == cfg.batch * math.ceil(0.5 * plain / cfg.batch)
+    assert distilled == cfg.batch * math.ceil(0.5 * (plain + views) / cfg.batch)
+    assert distilled < cfg.epoch_steps * cfg.batch  # the limit, not epoch_steps, set the epoch's length
 
 
 def test_an_epoch_draws_the_same_number_of_items_from_short_and_long_data_and_shares_them_out() -> None:

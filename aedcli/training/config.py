@@ -36,8 +36,11 @@ class TrainConfig:
     variant, size:  the student (:data:`aedcli.model.student.VARIANTS`) and its input ``(height, width)``;
                     ``None`` = the footage's own size, at most 240 rows (:meth:`InputSpec.for_frames`).
     pretrain_epochs, epochs, epoch_steps: phase 1 (reconstruction) and phase 2 (distillation) epochs of
-                    ``epoch_steps`` batches each, drawn from the training data (several passes over short
-                    footage, part of a pass over long footage): training costs the same whatever the length.
+                    ``epoch_steps`` batches each, drawn from the training data (part of a pass over long
+                    footage, several over short footage).
+    max_passes:     the most times a phase draws each training item, in all: on short footage its epochs
+                    get fewer batches (a student that sees a few hundred frames over a hundred times learns
+                    them by heart). 0 = no limit.
     batch, lr, pretrain_lr, weight_decay: Adam's settings; the learning rates fall to a tenth along a cosine
                     over each phase.
     adversarial_weight: weight of the adversarial term (one discriminator per teacher, spectrally
@@ -60,6 +63,7 @@ class TrainConfig:
     pretrain_epochs: int = 4
     epochs: int = 15
     epoch_steps: int = 200
+    max_passes: float = 20.0
     batch: int = 32
     lr: float = 3e-4
     pretrain_lr: float = 1e-3
@@ -93,7 +97,7 @@ class TrainConfig:
         for name in ("lr", "pretrain_lr"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise UsageError(f"{name} must be a positive number, not {getattr(self, name)}.")
-        for name in ("weight_decay", "adversarial_weight", "clip_grad", "sigma"):
+        for name in ("weight_decay", "adversarial_weight", "clip_grad", "sigma", "max_passes"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise UsageError(f"{name} must be 0 or a positive number, not {getattr(self, name)}.")
         if any(k < 2 for k in self.speedups) or any(z <= 1 for z in self.zooms):

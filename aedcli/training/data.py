@@ -5,7 +5,7 @@
 - :class:`FrameCache`: every recording's frames prepared for the student once (uint8, memory-mapped);
 - :class:`StackDataset`: every frame of some clips as a (t, t-3, t+3) stack with its teachers' targets, with
   region mixing (:func:`region_mix`);
-- :class:`EpochSampler`: a fixed number of items per epoch, whatever the footage's length.
+- :class:`EpochSampler`: a given number of items per epoch, drawn from shuffled passes over the data.
 
 >>> train, val = split_validation(dataset.train, "auto", 0.15)
 >>> views = pseudo_anomaly_views(train, speedups=(2, 3), zooms=(2.0,), seed=0)
@@ -248,7 +248,7 @@ class EpochSampler(Sampler[int]):
     """The items of one epoch: ``items`` of them, whatever the data's size, drawn from shuffled passes over it
     (seeded by ``seed`` and the epoch, so a resumed run draws what an uninterrupted one would), and shared
     out among ``world`` processes (``rank`` takes every ``world``-th). Small data is seen several times an
-    epoch, large data in part: an epoch costs the same on one minute of footage as on an hour.
+    epoch, large data in part; the run sets ``items`` (fewer on short footage: ``TrainConfig.max_passes``).
     """
 
     def __init__(self, size: int, items: int, *, seed: int = 0, world: int = 1, rank: int = 0) -> None:

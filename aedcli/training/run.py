@@ -96,6 +96,7 @@ PRETRAIN_KEYS = (
     "size",
     "batch",
     "epoch_steps",
+    "max_passes",
     "pretrain_lr",
     "weight_decay",
     "validation",
@@ -262,12 +263,19 @@ class _Run:
     ) -> StackDataset:
         return StackDataset(clips, self.cache, self.spec.offset, targets, mix=mix, seed=self.cfg.seed)
 
-    def _loader(self, data: StackDataset, epoch: int) -> DataLoader:
-        """An epoch of training: ``epoch_steps`` batches per process, drawn afresh each epoch."""
+    def _steps(self, data: StackDataset, epochs: int) -> int:
+        """Batches per process and epoch: ``epoch_steps``, or fewer where a phase of ``epochs`` epochs would
+        draw each item more than ``max_passes`` times."""
+        cfg = self.cfg
+        if cfg.max_passes <= 0 or epochs <= 0:
+            return cfg.epoch_steps
+        per_batch = cfg.batch * self.env.world
+        return max(1, min(cfg.epoch_steps, math.ceil(cfg.max_passes * len(data) / (epochs * per_batch))))
+
+    def _loader(self, data: StackDataset, epoch: int, steps: int) -> DataLoader:
+        """An epoch of training: ``steps`` batches per process, drawn afresh each epoch."""
         env, cfg = self.env, self.cfg
-        sampler = EpochSampler(
-            len(data), cfg.epoch_steps * cfg.batch, seed=cfg.seed, world=env.world, rank=env.rank
-        )
+        sampler = EpochSampler(len(data), steps * cfg.batch, seed=cfg.seed, world=env.world, rank=env.rank)
         sampler.set_epoch(epoch)
         data.set_epoch(epoch)
         return DataLoader(
@@ -279,9 +287,6 @@ class _Run:
         env = self.env
         sampler = DistributedSampler(data, env.world, env.rank, shuffle=False)
         return DataLoader(data, batch_size=self.cfg.batch, sampler=sampler, num_workers=self.cfg.num_workers)
-
-    def _frames_per_epoch(self) -> int:
-        return self.cfg.epoch_steps * self.cfg.batch
 
     # -- phase 1 -----------------------------------------------------------------------------------------
 
@@ -301,14 +306,15 @@ class _Run:
         train_set = self._stacks(self.train_parts)
         val_set = self._stacks(self.val_parts) if self.val_parts else None
         ddp_net = wrap(net, env)
+        steps = self._steps(train_set, cfg.pretrain_epochs)
         with EpochProgress(self.quiet) as progress:
-            progress.start("pretrain", first, cfg.pretrain_epochs, self._frames_per_epoch())
+            progress.start("pretrain", first, cfg.pretrain_epochs, steps * cfg.batch)
             for epoch in range(first, cfg.pretrain_epochs):
                 progress.epoch(epoch + 1, scheduler.get_last_lr()[0])
                 t0 = time.perf_counter()
                 res = pretrain_epoch(
                     ddp_net,
-                    self._loader(train_set, epoch),
+                    self._loader(train_set, epoch, steps),
                     self.spec,
                     optimizer,
                     env.device,
@@ -369,15 +375,16 @@ class _Run:
             val_constant = constant_kd_loss(targets, self.val_targets)
         ddp_student = wrap(student, env)
         ddp_ds = [wrap(d, env) for d in discriminators]
+        steps = self._steps(train_set, cfg.epochs)
         with EpochProgress(self.quiet) as progress:
-            progress.start("distill", first, cfg.epochs, self._frames_per_epoch())
+            progress.start("distill", first, cfg.epochs, steps * cfg.batch)
             for epoch in range(first, cfg.epochs):
                 progress.epoch(epoch + 1, scheduler.get_last_lr()[0])
                 t0 = time.perf_counter()
                 res = distill_epoch(
                     ddp_student,
                     ddp_ds,
-                    self._loader(train_set, epoch),
+                    self._loader(train_set, epoch, steps),
                     self.spec,
                     optimizer,
                     optimizer_d,
@@ -440,7 +447,8 @@ class _Run:
         their mean): training's moving averages lag behind weights that move fast."""
         if self.cfg.bn_batches <= 0:
             return
-        xs = (x for x, _ in batches(self._loader(train_set, epoch), self.spec, self.env.device))
+        loader = self._loader(train_set, epoch, self.cfg.bn_batches)
+        xs = (x for x, _ in batches(loader, self.spec, self.env.device))
         recalibrate_batchnorm(student, xs, self.cfg.bn_batches)
         if self.env.distributed:
             for layer in batchnorm_layers(student):
